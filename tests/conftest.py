@@ -1,0 +1,116 @@
+"""Shared fixtures: a small contract-following ONNX model built with onnx.helper, test audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rttag import LABELS
+from rttag.frontend import FrontendParams
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_WAV = REPO / "rttag" / "assets" / "demo.wav"
+HIDDEN = 8
+
+
+def make_gru_model(path: Path, seed: int = 0, metadata: dict | None = None, n_mels: int = 64) -> Path:
+    """Write a randomly initialised stateful model: GRU(feats) → linear + loudness term → sigmoid.
+
+    Inputs ``feats [B, T, n_mels]`` and ``h [B, 1, 8]``; outputs ``probs [B, T, 10]`` and
+    ``h_out``. The loudness term (mean log-mel) makes louder audio push probabilities up, so
+    tone bursts produce on/off events.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    C = len(LABELS)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((1, 3 * HIDDEN, n_mels)) * 0.05).astype(np.float32), "W"),
+        numpy_helper.from_array((rng.standard_normal((1, 3 * HIDDEN, HIDDEN)) * 0.3).astype(np.float32), "R"),
+        numpy_helper.from_array(np.zeros((1, 6 * HIDDEN), np.float32), "Bg"),
+        numpy_helper.from_array((rng.standard_normal((HIDDEN, C)) * 0.5).astype(np.float32), "Wo"),
+        numpy_helper.from_array(np.linspace(1.0, 3.0, C).astype(np.float32), "bo"),
+        numpy_helper.from_array(np.full(C, 0.45, np.float32), "gain"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["feats"], ["x_tbi"], perm=[1, 0, 2]),
+        helper.make_node("Transpose", ["h"], ["h0"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["x_tbi", "W", "R", "Bg", "", "h0"], ["Y", "Yh"], hidden_size=HIDDEN,
+                         linear_before_reset=1),
+        helper.make_node("Squeeze", ["Y", "ax1"], ["Y3"]),
+        helper.make_node("Transpose", ["Y3"], ["Ybth"], perm=[1, 0, 2]),
+        helper.make_node("Transpose", ["Yh"], ["h_out"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["Ybth", "Wo"], ["lin"]),
+        helper.make_node("ReduceMean", ["feats", "ax2"], ["loud"], keepdims=1),
+        helper.make_node("Mul", ["loud", "gain"], ["loud_c"]),
+        helper.make_node("Add", ["lin", "loud_c"], ["z0"]),
+        helper.make_node("Add", ["z0", "bo"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["probs"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "rttag-test-gru",
+        [helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["B", "T", n_mels]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, ["B", 1, HIDDEN])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["B", "T", C]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["B", 1, HIDDEN])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    meta = {
+        "format": 1, "name": "test-gru", "version": "0", "arch": "test-gru",
+        "frontend": FrontendParams().to_dict(), "labels": list(LABELS),
+        "state": {"names": ["h"], "shapes": {"h": [1, HIDDEN]}},
+        "smoother": {"on_threshold": [0.5] * C, "off_threshold": [0.4] * C, "min_on_s": [0.05] * C,
+                     "min_off_s": [0.1] * C, "onset_lag_s": [0.02] * C},
+        "params": int(sum(np.prod(i.dims) for i in inits)),
+    }
+    if metadata:
+        meta.update(metadata)
+    helper.set_model_props(model, {"rttag": json.dumps(meta)})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def tone_bursts(seconds: float = 6.0, sr: int = 16000, seed: int = 1) -> np.ndarray:
+    """Quiet noise with loud tone bursts (float32 mono): on/off material for the test model."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.003 * rng.standard_normal(len(t))
+    for start, dur, f in ((0.7, 0.8, 440.0), (2.2, 0.3, 1200.0), (3.0, 1.5, 300.0), (5.0, 0.5, 2500.0)):
+        m = (t >= start) & (t < start + dur)
+        x[m] += 0.5 * np.sin(2 * np.pi * f * t[m])
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    return make_gru_model(tmp_path_factory.mktemp("model") / "test-gru.onnx")
+
+
+@pytest.fixture(scope="session")
+def bursts_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "bursts.wav"
+    sf.write(path, tone_bursts(), 16000, subtype="FLOAT")
+    return path
+
+
+def run_rttag(*args: str, input: bytes | None = None, env: dict | None = None, timeout: float = 120):
+    """Run the rttag CLI as a subprocess (the installed entry point's module)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "rttag", *args], input=input, capture_output=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
+
+
+def parse_events(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
