@@ -1,0 +1,167 @@
+"""The command line as a user meets it: events on stdout, one clear error line otherwise."""
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rttag import config as cfg
+from conftest import REPO, parse_events, run_rttag, tone_bursts
+
+SCHEMA = json.loads((REPO / "rttag" / "schema" / "events-v1.json").read_text())
+
+
+def assert_one_error_line(proc, *needles):
+    err = proc.stderr.decode()
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert proc.returncode != 0, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("rttag: error: "), err
+    for n in needles:
+        assert n in lines[0], err
+
+
+def test_tag_prints_schema_valid_events(model_path, bursts_wav):
+    proc = run_rttag("tag", str(bursts_wav), "--model", str(model_path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    events = parse_events(proc.stdout)
+    for e in events:
+        jsonschema.validate(e, SCHEMA)
+    assert events[0]["status"] == "started" and events[0]["provider"] == "CPUExecutionProvider"
+    assert events[-1]["status"] == "stopped" and events[-1]["t"] == 6.0
+    assert {e["type"] for e in events} == {"status", "on", "off"}
+
+
+def test_stdin_wav_and_raw_match_the_file(model_path, bursts_wav, tmp_path):
+    y = tone_bursts()
+    pcm = (np.clip(y, -1, 1) * 32767).astype("<i2")
+    wav16 = tmp_path / "b16.wav"
+    with wave.open(str(wav16), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(pcm.tobytes())
+    strip = lambda out: [{k: v for k, v in e.items() if k not in ("wall", "stream")} for e in parse_events(out)]  # noqa: E731
+    from_file = run_rttag("tag", str(wav16), "--model", str(model_path))
+    from_wav_stdin = run_rttag("tag", "-", "--model", str(model_path), input=wav16.read_bytes())
+    from_raw_stdin = run_rttag("tag", "-", "--model", str(model_path), input=pcm.tobytes())
+    assert strip(from_file.stdout) == strip(from_wav_stdin.stdout) == strip(from_raw_stdin.stdout)
+    assert len(strip(from_file.stdout)) > 4
+
+
+def test_missing_file(model_path):
+    assert_one_error_line(run_rttag("tag", "nope.wav", "--model", str(model_path)), "nope.wav", "no such file")
+
+
+def test_corrupt_wav(model_path, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk" * 3)
+    assert_one_error_line(run_rttag("tag", str(bad), "--model", str(model_path)), "bad.wav", "cannot read audio")
+
+
+def test_empty_wav(model_path, tmp_path):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    assert_one_error_line(run_rttag("tag", str(empty), "--model", str(model_path)), "contains no audio")
+
+
+def test_events_before_a_bad_file_are_kept(model_path, bursts_wav):
+    proc = run_rttag("tag", str(bursts_wav), "missing.wav", "--model", str(model_path))
+    assert_one_error_line(proc, "missing.wav")
+    events = parse_events(proc.stdout)
+    assert events[-1]["status"] == "stopped" and any(e["type"] == "on" for e in events)
+
+
+def test_corrupt_onnx(bursts_wav, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(bytes(range(256)) * 4)
+    assert_one_error_line(run_rttag("tag", str(bursts_wav), "--model", str(bad)), "cannot load model")
+
+
+def test_config_that_disagrees_with_the_model(model_path, bursts_wav, tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("frontend:\n  n_mels: 40\n")
+    proc = run_rttag("tag", str(bursts_wav), "--model", str(model_path), "--config", str(conf))
+    assert_one_error_line(proc, "frontend.n_mels", "40", "64")
+
+
+@pytest.mark.parametrize("text,needle", [("blocksize: 10\n", "unknown config key 'blocksize'"),
+                                         ("smoother:\n  on_thresh: 0.3\n", "unknown config key 'smoother.on_thresh'"),
+                                         ("block_size: many\n", "'block_size' must be int"),
+                                         ("threads: 0\n", "'threads' must be positive"),
+                                         ("smoother:\n  on_threshold: {cat: 0.5}\n", "no label 'cat'")])
+def test_bad_config(model_path, bursts_wav, tmp_path, text, needle):
+    conf = tmp_path / "c.yaml"
+    conf.write_text(text)
+    assert_one_error_line(run_rttag("tag", str(bursts_wav), "--model", str(model_path), "--config", str(conf)), needle)
+
+
+def test_repository_config_yaml_documents_the_defaults():
+    assert cfg.load(REPO / "config.yaml") == cfg.Config()
+
+
+def test_config_overrides_apply(model_path, bursts_wav, tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("stream: kitchen\nsmoother:\n  enabled: false\n")
+    events = parse_events(run_rttag("tag", str(bursts_wav), "--model", str(model_path), "--config", str(conf)).stdout)
+    assert {e["stream"] for e in events} == {"kitchen"}
+    raw_ons = sum(e["type"] == "on" for e in events)
+    smoothed = parse_events(run_rttag("tag", str(bursts_wav), "--model", str(model_path)).stdout)
+    assert raw_ons >= sum(e["type"] == "on" for e in smoothed)
+
+
+@pytest.mark.parametrize("device,needle", [("42", "input device 42"), ("no-such-mic", "no-such-mic")])
+def test_unknown_device(model_path, device, needle):
+    assert_one_error_line(run_rttag("listen", "--device", device, "--model", str(model_path)), needle)
+
+
+def test_portaudio_missing(model_path, tmp_path):
+    # A fault we cannot cause on a machine that has PortAudio: hide the library from
+    # ctypes' lookup (the only mock in this suite, and it says so).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import ctypes.util\n_f = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda n: None if 'portaudio' in n else _f(n)\n")
+    proc = run_rttag("listen", "--device", "0", "--model", str(model_path), env={"PYTHONPATH": str(tmp_path)})
+    assert_one_error_line(proc, "PortAudio library not found", "libportaudio2")
+    proc = run_rttag("devices", env={"PYTHONPATH": str(tmp_path)})
+    assert_one_error_line(proc, "PortAudio library not found")
+
+
+def test_stdout_closed_by_the_reader_exits_quietly(model_path, tmp_path):
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(tone_bursts(), 20), 16000)
+    proc = subprocess.Popen([sys.executable, "-m", "rttag", "tag", str(long), "--model", str(model_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert json.loads(first)["status"] == "started"
+    assert err == "", err
+
+
+def test_runtime_runs_without_torch(model_path, bursts_wav):
+    code = ("import sys, importlib.abc\n"
+            "class NoTorch(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] == 'torch': raise ImportError('torch is not installed')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from rttag.cli import main\n"
+            f"rc = main(['tag', {str(bursts_wav)!r}, '--model', {str(model_path)!r}])\n"
+            "assert 'torch' not in sys.modules\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert any(e["type"] == "on" for e in parse_events(proc.stdout))
+
+
+def test_help_loads_no_heavy_modules():
+    code = ("import sys, contextlib, io\nfrom rttag.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: main(['--help'])\n    except SystemExit: pass\n"
+            "print(sorted(m for m in ('numpy', 'librosa', 'onnxruntime', 'torch', 'sounddevice') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -1,0 +1,98 @@
+"""The streaming path gives the same events whatever the block sizes."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rttag.capture import FileSource
+from rttag.events import JsonlSink, OffEvent, OnEvent, StatusEvent
+from rttag.pipeline import Pipeline
+from rttag.runtime import OnnxModel
+from conftest import tone_bursts
+
+
+class ChunkSource:
+    """Writes a signal into the ring buffer in the given chunk sizes (a test driver, not a mock:
+    the ring buffer, frontend, model and smoother downstream are the real ones)."""
+
+    live = False
+    overflows = 0
+    error = None
+    stream_name = "chunks"
+
+    def __init__(self, signal, sizes):
+        self.signal, self.sizes = signal, sizes
+
+    def start(self, ring):
+        pos, i = 0, 0
+        while pos < len(self.signal):
+            n = self.sizes[i % len(self.sizes)]
+            ring.write(self.signal[pos:pos + n], block=False)
+            pos, i = pos + n, i + 1
+        ring.close()
+
+    def stop(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return OnnxModel(model_path)
+
+
+def tag(model, source, read_block=1600, frames_per_call=1):
+    events = []
+    Pipeline(model, model.info.smoother, events.append, block_size=read_block,
+             frames_per_call=frames_per_call, ring_seconds=60).run(source)
+    return [JsonlSink.encode(e) for e in events]
+
+
+@pytest.fixture(scope="module")
+def reference(model, bursts_wav):
+    return tag(model, FileSource(str(bursts_wav), 16000, 1600))
+
+
+def test_reference_has_events_and_ends_cleanly(reference):
+    assert sum('"type":"on"' in e for e in reference) >= 2
+    assert reference[0].startswith('{"v":1,"type":"status"') and '"stopped"' in reference[-1]
+    assert sum('"type":"on"' in e for e in reference) == sum('"type":"off"' in e for e in reference)
+
+
+@pytest.mark.parametrize("block", [1, 7, 160, 1000, 4096])
+def test_block_sizes_give_identical_events(model, bursts_wav, reference, block):
+    assert tag(model, FileSource(str(bursts_wav), 16000, block), read_block=block) == reference
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=12),
+       read_block=st.integers(min_value=1, max_value=8000))
+def test_random_chunkings_give_identical_events(model, reference, sizes, read_block):
+    assert tag(model, ChunkSource(tone_bursts(), sizes), read_block=read_block) == [
+        e.replace('"file:bursts.wav"', '"chunks"') for e in reference]
+
+
+def test_resampled_stereo_file_is_tagged(model, tmp_path):
+    y = tone_bursts()
+    stereo = np.stack([y, y], axis=1)
+    import librosa
+    path = tmp_path / "stereo44k.wav"
+    sf.write(path, librosa.resample(stereo.T, orig_sr=16000, target_sr=44100).T, 44100)
+    src = FileSource(str(path), 16000, 1600)
+    assert any("resampling 44100" in n for n in src.notes()) and any("downmixing" in n for n in src.notes())
+    assert sum('"type":"on"' in e for e in tag(model, src)) >= 2
+
+
+def test_state_reset_policy_emits_reset_and_restarts_state(model, bursts_wav):
+    events = []
+    p = Pipeline(model, model.info.smoother, events.append, state_reset_s=2.0)
+    p.run(FileSource(str(bursts_wav), 16000, 1600))
+    resets = [e for e in events if isinstance(e, StatusEvent) and e.status == "reset"]
+    assert [r.t for r in resets] == [2.0, 4.0]
+
+
+def test_frames_per_call_changes_only_decision_times(model, bursts_wav, reference):
+    batched = tag(model, FileSource(str(bursts_wav), 16000, 1600), frames_per_call=8)
+    strip = lambda lines: [l.split(',"at"')[0] for l in lines]  # noqa: E731
+    assert strip(batched) == strip(reference)

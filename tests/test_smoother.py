@@ -1,0 +1,69 @@
+"""Smoother semantics on hand-made probability sequences (10 ms frames)."""
+
+import numpy as np
+import pytest
+
+from rttag.events import OffEvent, OnEvent
+from rttag.smoother import Smoother, SmootherParams
+
+HOP = 0.01
+
+
+def run(seq, on=0.5, off=0.3, min_on=0.0, min_off=0.0, lag=0.0, split=None):
+    params = SmootherParams((on,), (off,), (min_on,), (min_off,), (lag,))
+    sm = Smoother(["dog"], params, "s", hop_s=HOP, centre0_s=0.016, ready0_s=0.032)
+    probs = np.asarray(seq, dtype=np.float32)[:, None]
+    parts = np.array_split(probs, split) if split else [probs]
+    events = [e for p in parts for e in sm.update(p)]
+    return events + list(sm.close(0.032 + (len(seq) - 1) * HOP))
+
+
+def test_hysteresis_keeps_the_event_between_thresholds():
+    ev = run([0, 0.6, 0.4, 0.35, 0.6, 0.1, 0])
+    assert [type(e) for e in ev] == [OnEvent, OffEvent]
+    on, off = ev
+    assert on.t == pytest.approx(0.026) and on.at == pytest.approx(0.042)
+    assert off.t == pytest.approx(0.066) and off.onset == on.t
+
+
+def test_min_on_suppresses_blips_and_delays_the_decision():
+    assert run([0, 0.9, 0.9, 0, 0, 0], min_on=0.05) == []
+    ev = run([0] + [0.9] * 8 + [0], min_on=0.05)
+    assert ev[0].t == pytest.approx(0.026) and ev[0].at == pytest.approx(0.032 + 6 * HOP)
+
+
+def test_min_off_bridges_short_gaps():
+    seq = [0.9] * 5 + [0.0] * 3 + [0.9] * 5 + [0.0] * 20
+    assert len([e for e in run(seq, min_off=0.05) if isinstance(e, OnEvent)]) == 1
+    assert len([e for e in run(seq, min_off=0.0) if isinstance(e, OnEvent)]) == 2
+
+
+def test_onset_lag_backdates_t_not_at():
+    ev = run([0] * 50 + [0.9] * 5, lag=0.2)
+    assert ev[0].t == pytest.approx(0.016 + 0.5 - 0.2) and ev[0].at == pytest.approx(0.032 + 0.5)
+
+
+def test_close_ends_open_events_at_stream_end():
+    ev = run([0, 0.9, 0.9])
+    assert isinstance(ev[-1], OffEvent) and ev[-1].t == pytest.approx(0.052)
+
+
+def test_chunking_does_not_change_events():
+    rng = np.random.default_rng(3)
+    seq = np.clip(np.convolve(rng.random(400), np.ones(9) / 9, "same") * 1.3, 0, 1)
+    whole = run(seq, min_on=0.03, min_off=0.05)
+    assert whole and whole == run(seq, min_on=0.03, min_off=0.05, split=37)
+
+
+def test_raw_mode_is_per_frame_thresholding():
+    seq = [0, 0.6, 0, 0.6, 0.6, 0]
+    p = SmootherParams.raw((0.5,))
+    sm = Smoother(["dog"], p, "s", hop_s=HOP, centre0_s=0, ready0_s=0)
+    ev = list(sm.update(np.asarray(seq)[:, None]))
+    assert [(type(e).__name__, round(e.t, 3)) for e in ev] == [("OnEvent", 0.01), ("OffEvent", 0.02),
+                                                              ("OnEvent", 0.03), ("OffEvent", 0.05)]
+
+
+def test_bad_thresholds_are_rejected():
+    with pytest.raises(ValueError, match="off_threshold <= on_threshold"):
+        SmootherParams((0.3,), (0.5,), (0,), (0,), (0,))
