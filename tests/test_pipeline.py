@@ -96,3 +96,55 @@ def test_frames_per_call_changes_only_decision_times(model, bursts_wav, referenc
     batched = tag(model, FileSource(str(bursts_wav), 16000, 1600), frames_per_call=8)
     strip = lambda lines: [l.split(',"at"')[0] for l in lines]  # noqa: E731
     assert strip(batched) == strip(reference)
+
+
+def test_reader_falling_behind_reports_an_exact_gap(model):
+    y = tone_bursts()
+    events = []
+    Pipeline(model, model.info.smoother, events.append, ring_seconds=1.0).run(ChunkSource(y, [len(y)]))
+    gaps = [e for e in events if isinstance(e, StatusEvent) and e.status == "gap"]
+    assert len(gaps) == 1
+    assert gaps[0].extra["lost_samples"] == len(y) - 16000 and gaps[0].t == (len(y) - 16000) / 16000
+    assert events[-1].status == "stopped" and events[-1].t == len(y) / 16000
+
+
+def test_probability_observer_sees_every_frame_once(model, bursts_wav):
+    seen = []
+    Pipeline(model, model.info.smoother, lambda e: None, frames_per_call=5,
+             on_probs=lambda i, p: seen.append((i, len(p)))).run(FileSource(str(bursts_wav), 16000, 1600))
+    starts = [i for i, _ in seen]
+    assert starts == sorted(starts) and sum(n for _, n in seen) == 1 + (6 * 16000 - 512) // 160
+
+
+class VanishingDevice(ChunkSource):
+    """A live source whose device stops delivering after its first second and comes back on the
+    first reopen. A stand-in for unplugging a microphone mid-stream, which a test cannot do to
+    a real device; everything downstream is real."""
+
+    live = True
+
+    def __init__(self, signal):
+        super().__init__(signal, [len(signal)])
+        self.alive = True
+        self.restarts = 0
+
+    def start(self, ring):
+        self.ring = ring
+        ring.write(self.signal[:16000])
+        self.alive = False
+
+    def restart(self):
+        self.restarts += 1
+        self.ring.write(self.signal[16000:])
+        self.ring.close()
+        self.alive = True
+        return True
+
+
+def test_device_lost_then_reconnected(model):
+    src = VanishingDevice(tone_bursts())
+    events = []
+    Pipeline(model, model.info.smoother, events.append).run(src)
+    statuses = [(e.status, e.t) for e in events if isinstance(e, StatusEvent)]
+    assert [s for s, _ in statuses] == ["started", "device_lost", "reconnected", "stopped"]
+    assert statuses[1][1] == 1.0 and src.restarts == 1
