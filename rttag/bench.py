@@ -1,0 +1,159 @@
+"""``rttag bench``: speed and memory of models side by side, measured in one run.
+
+Each model is measured in its own subprocess (so peak memory is its own) on the same audio,
+through the same streaming path as ``rttag tag``:
+
+* ``load_ms``      — onnxruntime session creation (ms);
+* ``call_us``      — one model call with T=1 (median and 99th percentile, µs);
+* ``batch16_fps``  — frames per second with 16 streams stacked on the batch axis, T=1;
+* ``cpu_ms_per_s`` — CPU time of the whole pipeline (frontend + model + smoother) per second
+  of audio, and its parts; ``rtf`` = wall time / audio time;
+* ``peak_rss_mb``  — peak resident memory of the subprocess.
+
+Figures depend on the machine and its load; compare the ratios printed beside them, which
+come from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RttagError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEMO_WAV = Path(__file__).resolve().parent / "assets" / "demo.wav"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="crnn,frame-mlp,context-cnn",
+                        help="comma list of names in models/ or paths to .onnx files")
+    parser.add_argument("--audio", default=str(DEMO_WAV), help="audio file, repeated to --seconds")
+    parser.add_argument("--seconds", type=float, default=120.0, help="seconds of audio per model")
+    parser.add_argument("--calls", type=int, default=2000, help="timed single-frame calls per model")
+    parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+
+
+def _model_path(name: str) -> Path:
+    path = Path(name) if name.endswith(".onnx") else MODELS_DIR / f"{name}.onnx"
+    if not path.is_file():
+        raise RttagError(f"bench: no model {path}")
+    return path
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def measure(model_path: str, audio: str, seconds: float, calls: int, providers: str) -> dict:
+    """All figures for one model in this process (see the module docstring)."""
+    import soundfile as sf
+
+    from .frontend import LogMelFrontend
+    from .runtime import OnnxModel
+    from .smoother import Smoother
+
+    t0 = time.perf_counter()
+    model = OnnxModel(model_path, providers=providers)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    info = model.info
+    fp = info.frontend
+    y, sr = sf.read(audio, dtype="float32", always_2d=True)
+    if sr != fp.sample_rate:
+        raise RttagError(f"bench: {audio} is {sr} Hz; the model wants {fp.sample_rate} Hz")
+    y = np.resize(y.mean(axis=1), int(seconds * sr))
+
+    frontend = LogMelFrontend(fp)
+    c0 = _cpu()
+    feats = np.concatenate([frontend.push(y[i:i + 1600]) for i in range(0, len(y), 1600)])
+    fe_cpu = _cpu() - c0
+
+    state = model.zero_state(1)
+    per_call = np.empty(min(calls, len(feats)))
+    c0 = _cpu()
+    for i in range(len(per_call)):
+        t = time.perf_counter()
+        _, state = model.step(feats[None, i:i + 1], state)
+        per_call[i] = time.perf_counter() - t
+    probs = []
+    for i in range(len(per_call), len(feats)):
+        p, state = model.step(feats[None, i:i + 1], state)
+        probs.append(p[0])
+    model_cpu = _cpu() - c0
+
+    state16 = model.zero_state(16)
+    n16 = min(500, len(feats))
+    batch = np.repeat(feats[None, :n16], 16, axis=0)
+    t = time.perf_counter()
+    for i in range(n16):
+        _, state16 = model.step(batch[:, i:i + 1], state16)
+    batch16_fps = 16 * n16 / (time.perf_counter() - t)
+
+    all_probs = np.concatenate([model.step(feats[None, :len(per_call)], model.zero_state(1))[0][0], *probs])
+    smoother = Smoother(info.labels, info.smoother, "bench", fp.hop_length / sr, 0.0, 0.0)
+    c0 = _cpu()
+    n_events = sum(1 for _ in smoother.update(all_probs))
+    sm_cpu = _cpu() - c0
+
+    from .capture import FileSource
+    from .pipeline import Pipeline
+
+    tmp = Path(f"/tmp/rttag-bench-{Path(model_path).stem}.wav")
+    sf.write(tmp, y, sr)
+    events = []
+    c0, t0 = _cpu(), time.perf_counter()
+    Pipeline(model, info.smoother, events.append).run(FileSource(str(tmp), sr, 1600))
+    pipe_cpu, pipe_wall = _cpu() - c0, time.perf_counter() - t0
+    tmp.unlink()
+
+    audio_s = len(y) / sr
+    return {
+        "model": info.name, "arch": info.arch, "params": info.params, "provider": model.provider,
+        "file_kb": round(Path(model_path).stat().st_size / 1024, 1), "load_ms": round(load_ms, 1),
+        "call_us_median": round(float(np.median(per_call)) * 1e6, 1),
+        "call_us_p99": round(float(np.percentile(per_call, 99)) * 1e6, 1),
+        "batch16_fps": round(batch16_fps),
+        "cpu_ms_per_s": {"pipeline": round(pipe_cpu / audio_s * 1e3, 2), "frontend": round(fe_cpu / audio_s * 1e3, 2),
+                         "model": round(model_cpu / audio_s * 1e3, 2), "smoother": round(sm_cpu / audio_s * 1e3, 2)},
+        "rtf": round(pipe_wall / audio_s, 4), "events_per_min": round(n_events / audio_s * 60, 1),
+        "audio_s": audio_s, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.audio, args.seconds, args.calls, args.providers)))
+        return 0
+    if not Path(args.audio).is_file():
+        raise RttagError(f"bench: no audio file {args.audio}")
+    results = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        path = _model_path(name)
+        print(f"rttag bench: {name} …", file=sys.stderr)
+        proc = subprocess.run([sys.executable, "-m", "rttag", "bench", "--worker", str(path), "--audio", args.audio,
+                               "--seconds", str(args.seconds), "--calls", str(args.calls),
+                               "--providers", args.providers], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RttagError(f"bench: {name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        results.append({"name": name, **json.loads(proc.stdout)})
+    base = results[0]
+    header = f"{'model':<14}{'params':>9}{'KB':>8}{'load ms':>9}{'call µs':>9}{'p99 µs':>9}{'16×fps':>9}" \
+             f"{'cpu ms/s':>10}{'× ' + base['name']:>14}{'rtf':>8}{'RSS MB':>8}"
+    print(header)
+    for r in results:
+        ratio = r["cpu_ms_per_s"]["pipeline"] / base["cpu_ms_per_s"]["pipeline"]
+        print(f"{r['name']:<14}{r['params']:>9}{r['file_kb']:>8}{r['load_ms']:>9}{r['call_us_median']:>9}"
+              f"{r['call_us_p99']:>9}{r['batch16_fps']:>9}{r['cpu_ms_per_s']['pipeline']:>10}{ratio:>14.2f}"
+              f"{r['rtf']:>8}{r['peak_rss_mb']:>8}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
