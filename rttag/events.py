@@ -80,13 +80,14 @@ class SinkClosed(Exception):
 class JsonlSink:
     """Writes one JSON object per line, flushed per line, with ``v`` and ``wall`` added.
 
-    ``wall_anchor`` is the UTC time of stream sample 0 (set by the pipeline at start).
+    Each stream's clock is anchored once, when its ``started`` status passes: that UTC time
+    is taken as the time of sample 0, and ``wall = anchor + t``.
     """
 
     def __init__(self, out: Optional[IO[str]] = None, with_wall: bool = True):
         self.out = out if out is not None else sys.stdout
         self.with_wall = with_wall
-        self.wall_anchor = datetime.now(timezone.utc)
+        self._anchors: dict[str, datetime] = {}
 
     @staticmethod
     def encode(event: Event, wall_anchor: Optional[datetime] = None) -> str:
@@ -97,7 +98,10 @@ class JsonlSink:
         return json.dumps(obj, separators=(",", ":"))
 
     def write(self, event: Event) -> None:
-        line = self.encode(event, self.wall_anchor if self.with_wall else None)
+        if isinstance(event, StatusEvent) and event.status == "started":
+            self._anchors[event.stream] = datetime.now(timezone.utc) - timedelta(seconds=event.t)
+        anchor = self._anchors.setdefault(event.stream, datetime.now(timezone.utc))
+        line = self.encode(event, anchor if self.with_wall else None)
         try:
             self.out.write(line + "\n")
             self.out.flush()

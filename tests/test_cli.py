@@ -36,6 +36,10 @@ def test_tag_prints_schema_valid_events(model_path, bursts_wav):
     assert events[0]["status"] == "started" and events[0]["provider"] == "CPUExecutionProvider"
     assert events[-1]["status"] == "stopped" and events[-1]["t"] == 6.0
     assert {e["type"] for e in events} == {"status", "on", "off"}
+    from datetime import datetime
+    wall = lambda e: datetime.strptime(e["wall"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()  # noqa: E731
+    for e in events:  # wall = UTC of sample t, from one anchor per stream
+        assert abs(wall(e) - wall(events[0]) - e["t"]) <= 0.0015
 
 
 def test_stdin_wav_and_raw_match_the_file(model_path, bursts_wav, tmp_path):
