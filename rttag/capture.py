@@ -61,7 +61,13 @@ def list_input_devices() -> list[dict]:
 
 
 class MicSource:
-    """A live PortAudio input stream (mono, float32, at ``sample_rate``)."""
+    """A live PortAudio input stream, mono float32.
+
+    It records at ``sample_rate`` when the device can; otherwise at the device's default rate,
+    and a relay thread resamples from a device-rate ring buffer into the pipeline's ring buffer
+    (the callback still only copies). Samples lost on the way become silence of the same
+    duration, so stream time stays aligned.
+    """
 
     live = True
 
@@ -76,29 +82,65 @@ class MicSource:
         self.device = int(info["index"]) if device is None or isinstance(device, int) else device
         self.device_name = info["name"]
         self.sample_rate = sample_rate
-        self.block_size = block_size
-        try:
-            self.sd.check_input_settings(device=self.device, channels=1, dtype="float32", samplerate=sample_rate)
-        except (ValueError, self.sd.PortAudioError) as exc:
-            raise AudioInputError(f"input device {device!r} ({info['name']}) cannot record mono at "
-                                  f"{sample_rate} Hz ({exc}); try the 'pulse' or 'default' device, "
-                                  "which resample") from None
+        self.device_rate = sample_rate
+        if not self._supports(sample_rate):
+            self.device_rate = int(info["default_samplerate"])
+            if not self._supports(self.device_rate):
+                raise AudioInputError(f"input device {device!r} ({info['name']}) cannot record mono float32 at "
+                                      f"{sample_rate} Hz nor at its default {self.device_rate} Hz")
+        self.block_size = max(1, round(block_size * self.device_rate / sample_rate))
         self.stream_name = f"mic:{device if device is not None else info['index']}"
         self.overflows = 0
         self._stream = None
         self._ring: Optional[RingBuffer] = None
+        self._capture_ring: Optional[RingBuffer] = None
+        self._relay: Optional[threading.Thread] = None
+
+    def _supports(self, rate: int) -> bool:
+        try:
+            self.sd.check_input_settings(device=self.device, channels=1, dtype="float32", samplerate=rate)
+        except (ValueError, self.sd.PortAudioError):
+            return False
+        return True
+
+    def notes(self) -> list[str]:
+        if self.device_rate != self.sample_rate:
+            return [f"{self.stream_name}: the device records at {self.device_rate} Hz; resampling to {self.sample_rate} Hz"]
+        return []
 
     def _callback(self, indata, frames, time_info, status) -> None:
         # Audio thread: copy and count, nothing else.
         if status.input_overflow:
             self.overflows += 1
-        self._ring.write(indata[:, 0])
+        self._capture_ring.write(indata[:, 0])
+
+    def _relay_loop(self) -> None:
+        """Device-rate ring → soxr → the pipeline's ring (only when the rates differ)."""
+        import soxr
+
+        resampler = soxr.ResampleStream(self.device_rate, self.sample_rate, 1, dtype="float32")
+        while True:
+            chunk = self._capture_ring.read(self.block_size, timeout=0.1)
+            if chunk.lost:
+                self._ring.write(np.zeros(round(chunk.lost * self.sample_rate / self.device_rate), np.float32))
+            if len(chunk.samples):
+                self._ring.write(resampler.resample_chunk(chunk.samples))
+            if chunk.eof:
+                self._ring.close()
+                return
 
     def start(self, ring: RingBuffer) -> None:
-        self._ring = ring
+        if self._ring is None:
+            self._ring = ring
+            if self.device_rate == self.sample_rate:
+                self._capture_ring = ring
+            else:
+                self._capture_ring = RingBuffer(self.device_rate * 5)
+                self._relay = threading.Thread(target=self._relay_loop, name="rttag-resample", daemon=True)
+                self._relay.start()
         try:
             self._stream = self.sd.InputStream(device=self.device, channels=1, dtype="float32",
-                                               samplerate=self.sample_rate, blocksize=self.block_size,
+                                               samplerate=self.device_rate, blocksize=self.block_size,
                                                callback=self._callback)
             self._stream.start()
         except self.sd.PortAudioError as exc:
@@ -131,6 +173,10 @@ class MicSource:
 
     def stop(self) -> None:
         self.close_stream()
+        if self._capture_ring is not None:
+            self._capture_ring.close()
+        if self._relay is not None:
+            self._relay.join(timeout=2.0)
         if self._ring is not None:
             self._ring.close()
 

@@ -91,3 +91,32 @@ def test_listen_on_a_virtual_device_then_sigterm(pulse, model_path, bursts_wav):
     assert played_for - 1.0 <= stopped["t"] <= played_for + 10.0
     assert all(0 <= e["t"] <= e["at"] <= stopped["t"] for e in ons)
     assert all(e["onset"] <= e["t"] for e in offs)
+
+
+RESAMPLED_LISTEN = """
+import json, sys, threading
+from rttag.capture import MicSource
+from rttag.events import JsonlSink
+from rttag.pipeline import Pipeline
+from rttag.runtime import OnnxModel
+model = OnnxModel(sys.argv[1])
+src = MicSource("pulse", 16000, 1600)
+# Take the path of a device that cannot record at 16 kHz: capture at 48 kHz, relay-resample.
+src.device_rate, src.block_size = 48000, 4800
+pipe = Pipeline(model, model.info.smoother, JsonlSink().write)
+threading.Timer(float(sys.argv[2]), pipe.stop_requested.set).start()
+pipe.run(src)
+"""
+
+
+def test_device_at_another_rate_is_resampled(pulse, model_path, bursts_wav):
+    proc = subprocess.Popen([sys.executable, "-c", RESAMPLED_LISTEN, str(model_path), "11"], env=pulse,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert json.loads(proc.stdout.readline())["status"] == "started"
+    time.sleep(1.5)
+    subprocess.run(["paplay", "--device=rttag_sink", str(bursts_wav)], env=pulse, check=True, timeout=60)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    events = parse_events(out)
+    assert sum(e["type"] == "on" for e in events) >= 2, events
+    assert events[-1]["status"] == "stopped" and 9.0 <= events[-1]["t"] <= 11.5
