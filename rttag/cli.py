@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, help_ in (("export", "rttag.train.export", "PyTorch checkpoint → ONNX (+ parity check)"),
                                 ("train", "rttag.train.train", "train a model on a built dataset"),
                                 ("eval", "rttag.evaluate", "evaluate models against the reference on a split"),
+                                ("tune", "rttag.tune", "tune the smoother per class on validation, into the model's metadata"),
                                 ("bench", "rttag.bench", "measure speed and memory of models side by side")):
         p = sub.add_parser(name, help=help_, add_help=False)  # the module's own parser answers --help
         p.set_defaults(module=module, deferred=True)

@@ -1,0 +1,663 @@
+"""``rttag eval``: models against the reference of a dataset split, through the streaming path.
+
+Each model runs once per file through :class:`rttag.pipeline.Pipeline` fed by
+:class:`rttag.capture.FileSource` — the code ``rttag tag`` runs — with its tuned smoother;
+the frame probabilities are kept (``on_probs``) and re-smoothed with raw thresholding
+(``SmootherParams.raw(on_thresholds)``), which needs no second model pass. silero-vad runs
+over the same files as a peer for ``speech``. Every system is scored the same way:
+
+* event-based F1 / error rate (sed_eval; onset collar 200 ms, offset collar
+  max(200 ms, 20 % of the event)), micro (``overall``), macro (class-wise average), per class;
+* segment-based F1 / error rate at 1 s (sed_eval);
+* PSDS1 (DCASE 2021+ scenario 1: DTC = GTC = 0.7, no cross-trigger, alpha_st = 1, eFPR up to
+  100 per hour) from the frame probabilities (sed_scores_eval), scores rounded to
+  ``--psds-resolution`` (0.01 = 101 operating points; exact PSDS over unrounded scores took
+  minutes per model on a 2-core machine);
+* jitter: ``excess_on_per_min`` = sum over classes of max(0, predicted ``on`` − reference
+  events) per minute of audio; ``short_spurious_per_min`` = predicted events shorter than
+  250 ms that overlap no reference event of their label, per minute;
+* latency: for each reference event, the first not yet used prediction of its label whose
+  onset ``t`` lies in [onset − 200 ms, offset) is its match; latency = the match's decision
+  time ``at`` − reference onset (median and 90th percentile, s).
+
+Same-label reference events that overlap or touch are merged first (an event roll cannot
+show two overlapping dogs, and PSDS refuses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import RttagError
+from .events import OffEvent, OnEvent
+from .frontend import FrontendParams
+from .smoother import Smoother, SmootherParams
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS = "crnn,frame-mlp,context-cnn"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+T_COLLAR_S = 0.2
+"""Onset collar, and the least offset collar (s)."""
+OFFSET_FRACTION = 0.2
+"""The offset collar is max(T_COLLAR_S, this × event length)."""
+SEGMENT_S = 1.0
+SHORT_S = 0.25
+"""Predicted events shorter than this (s) count as short."""
+PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
+         "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
+
+
+class EvalError(RttagError):
+    """A dataset split, model list or option that evaluation cannot use."""
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class RefEvent:
+    """A reference event: onset and offset in s."""
+
+    onset: float
+    offset: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A predicted event: onset ``t`` and offset in s (stream time, as the system places
+    them) and ``at``, the stream time (s) at which the ``on`` was decided."""
+
+    label: str
+    onset: float
+    offset: float
+    at: float
+
+
+@dataclass(frozen=True)
+class Split:
+    """The files of one split: ``paths`` and ``durations`` (s) by file name (relative to
+    ``data/audio/SPLIT``), and the merged reference events by file name (sorted)."""
+
+    name: str
+    paths: dict
+    durations: dict
+    reference: dict
+
+    @property
+    def minutes(self) -> float:
+        return sum(self.durations.values()) / 60.0
+
+    def only(self, labels: Sequence[str]) -> "Split":
+        """The same files with reference events of ``labels`` only."""
+        keep = set(labels)
+        return Split(self.name, self.paths, self.durations,
+                     {f: [e for e in evs if e.label in keep] for f, evs in self.reference.items()})
+
+
+def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
+    """Sorted events with overlapping or touching same-label events merged into one."""
+    out: list[RefEvent] = []
+    open_by_label: dict[str, int] = {}
+    for e in sorted(events, key=lambda e: (e.onset, e.offset, e.label)):
+        i = open_by_label.get(e.label)
+        if i is not None and e.onset <= out[i].offset:
+            out[i] = RefEvent(out[i].onset, max(out[i].offset, e.offset), e.label)
+            continue
+        open_by_label[e.label] = len(out)
+        out.append(e)
+    return out
+
+
+def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]] = None) -> Split:
+    """Read ``DIR/metadata/SPLIT.tsv`` (``filename onset offset event_label``, a row with an
+    empty label = a file without events) and the audio files of ``DIR/audio/SPLIT``.
+
+    Every audio file in the folder is evaluated (those absent from the TSV have no events).
+    ``labels``: when given, a label outside it is an error.
+    """
+    import soundfile as sf
+
+    data_dir = Path(data_dir)
+    tsv = data_dir / "metadata" / f"{split}.tsv"
+    audio_dir = data_dir / "audio" / split
+    if not tsv.is_file():
+        raise EvalError(f"no reference for split {split!r}: {tsv} not found (build the dataset with 'rttag data build')")
+    if not audio_dir.is_dir():
+        raise EvalError(f"no audio for split {split!r}: {audio_dir} not found")
+    paths = {p.relative_to(audio_dir).as_posix(): p for p in sorted(audio_dir.rglob("*"))
+             if p.suffix.lower() in AUDIO_SUFFIXES}
+    if not paths:
+        raise EvalError(f"{audio_dir} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    events: dict[str, list[RefEvent]] = defaultdict(list)
+    with tsv.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        missing = {"filename", "onset", "offset", "event_label"} - set(reader.fieldnames or ())
+        if missing:
+            raise EvalError(f"{tsv}: header lacks {', '.join(sorted(missing))}")
+        for n, row in enumerate(reader, start=2):
+            name = row["filename"]
+            if name not in paths:
+                raise EvalError(f"{tsv}:{n}: {name} is not in {audio_dir}")
+            if not row["event_label"]:
+                continue
+            try:
+                onset, offset = float(row["onset"]), float(row["offset"])
+            except ValueError:
+                raise EvalError(f"{tsv}:{n}: onset/offset are not numbers") from None
+            if labels is not None and row["event_label"] not in labels:
+                raise EvalError(f"{tsv}:{n}: label {row['event_label']!r} is not one of {', '.join(labels)}")
+            if offset > onset:
+                events[name].append(RefEvent(onset, offset, row["event_label"]))
+    durations = {}
+    for name, p in paths.items():
+        try:
+            info = sf.info(str(p))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise EvalError(f"{p}: cannot read audio ({exc})") from None
+        durations[name] = info.frames / info.samplerate
+    return Split(split, paths, durations, {name: merge_events(events.get(name, [])) for name in paths})
+
+
+# ------------------------------------------------------------------ running systems
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Frame ``i`` is centred at ``centre0_s + i * hop_s`` and decided at
+    ``ready0_s + i * hop_s`` (s of stream time) — as the pipeline's smoother sees it."""
+
+    hop_s: float
+    centre0_s: float
+    ready0_s: float
+
+    @classmethod
+    def of_frontend(cls, fp: FrontendParams) -> "FrameTiming":
+        return cls(fp.hop_length / fp.sample_rate, fp.n_fft / 2 / fp.sample_rate, fp.n_fft / fp.sample_rate)
+
+    def frame_bounds(self, n_frames: int, duration_s: float) -> np.ndarray:
+        """Frame boundaries ``[n_frames + 1]`` (s): each frame spans its centre ± hop/2,
+        clipped to ``[0, duration_s]`` (PSDS wants an onset/offset per frame)."""
+        bounds = self.centre0_s + (np.arange(n_frames + 1) - 0.5) * self.hop_s
+        return np.clip(bounds, 0.0, max(duration_s, bounds[0] + 1e-6))
+
+
+def detections_from_events(events) -> list[Detection]:
+    """Pair a stream's ``on``/``off`` events into detections (status events are ignored)."""
+    open_at: dict[str, float] = {}
+    out = []
+    for ev in events:
+        if isinstance(ev, OnEvent):
+            open_at[ev.label] = ev.at
+        elif isinstance(ev, OffEvent):
+            out.append(Detection(ev.label, ev.onset, ev.t, open_at.pop(ev.label)))
+    return sorted(out, key=lambda d: (d.onset, d.label))
+
+
+def smooth(probs: np.ndarray, labels: Sequence[str], params: SmootherParams, timing: FrameTiming,
+           t_end: float) -> list[Detection]:
+    """Run rttag's smoother over cached probabilities ``[T, n_classes]`` and close at
+    ``t_end`` (s): the same events the pipeline emits with one frame per model call."""
+    smoother = Smoother(labels, params, "eval", hop_s=timing.hop_s, centre0_s=timing.centre0_s,
+                        ready0_s=timing.ready0_s)
+    return detections_from_events([*smoother.update(probs), *smoother.close(t_end)])
+
+
+@dataclass
+class FileRun:
+    """One model over one file: ``probs [T, n_classes]``, the pipeline's detections, and the
+    stream's end time ``t_end`` (s)."""
+
+    probs: np.ndarray
+    detections: list
+    t_end: float
+
+
+def stream_file(model, path: Path, params: SmootherParams, block_size: int = 1600,
+                frames_per_call: int = 1) -> FileRun:
+    """Run ``path`` through the streaming pipeline (as ``rttag tag`` does) with ``params``."""
+    from .capture import FileSource
+    from .events import StatusEvent
+    from .pipeline import Pipeline
+
+    events, chunks = [], []
+    pipeline = Pipeline(model, params, events.append, block_size=block_size, frames_per_call=frames_per_call,
+                        on_probs=lambda first, probs: chunks.append(np.array(probs, dtype=np.float32)))
+    source = FileSource(str(path), model.info.frontend.sample_rate, block_size)
+    pipeline.run(source, stream=path.name)
+    stopped = [e for e in events if isinstance(e, StatusEvent) and e.status == "stopped"]
+    probs = np.concatenate(chunks) if chunks else np.zeros((0, len(model.info.labels)), np.float32)
+    return FileRun(probs, detections_from_events(events), stopped[-1].t)
+
+
+def run_model(model, split: Split, params: SmootherParams, frames_per_call: int = 1) -> dict[str, FileRun]:
+    """Every file of ``split`` through the pipeline once (progress on stderr)."""
+    runs = {}
+    t0 = time.perf_counter()
+    for i, (name, path) in enumerate(split.paths.items(), start=1):
+        runs[name] = stream_file(model, path, params, frames_per_call=frames_per_call)
+        if i % 10 == 0 or i == len(split.paths):
+            log.info("%s: %d/%d files, %.0f s", model.info.name, i, len(split.paths), time.perf_counter() - t0)
+    return runs
+
+
+def run_silero(split: Split, threads: int = 1) -> dict[str, np.ndarray]:
+    """silero-vad's speech probabilities ``[n_chunks, 1]`` for every file of ``split``
+    (decoded, downmixed and resampled to 16 kHz as ``FileSource`` does)."""
+    from . import silero_peer
+    from .capture import FileSource
+    from .ringbuffer import RingBuffer
+
+    vad = silero_peer.SileroVad(threads=threads)
+    names = list(split.paths)
+    signals = []
+    for name in names:
+        source = FileSource(str(split.paths[name]), silero_peer.SAMPLE_RATE, 16000)
+        ring = RingBuffer(int(split.durations[name] * silero_peer.SAMPLE_RATE) + 2 * silero_peer.SAMPLE_RATE)
+        source.start(ring)
+        pieces = []
+        while True:
+            chunk = ring.read(1 << 20, timeout=1.0)
+            pieces.append(chunk.samples)
+            if chunk.eof:
+                break
+        if source.error is not None:
+            raise EvalError(f"{split.paths[name]}: {source.error}")
+        signals.append(np.concatenate(pieces))
+    return {name: p[:, None] for name, p in zip(names, vad.speech_probs(signals))}
+
+
+# ------------------------------------------------------------------------ scoring
+
+
+def _nan_to_none(x: float) -> Optional[float]:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def _sed_eval():
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dcase_util's pkg_resources deprecation notice
+            import sed_eval
+    except ImportError as exc:
+        raise EvalError(f"evaluation needs sed_eval ({exc}); install with: pip install 'rttag[eval]' "
+                        "(dcase_util also needs pkg_resources: pip install 'setuptools<81')") from None
+    return sed_eval
+
+
+def _sed_lists(split: Split, detections: dict[str, list[Detection]], name: str):
+    ref = [{"filename": name, "event_label": e.label, "onset": e.onset, "offset": e.offset}
+           for e in split.reference[name]]
+    est = [{"filename": name, "event_label": d.label, "onset": d.onset, "offset": d.offset}
+           for d in detections.get(name, [])]
+    return ref, est
+
+
+def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
+    """Event-based (collars 200 ms / max(200 ms, 20 %)) and segment-based (1 s) figures from
+    sed_eval: ``{"event": {...}, "segment": {...}}``, each with ``micro_f1``, ``micro_er``,
+    ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
+    n_sys by label). F1 in [0, 1]; None where sed_eval has nothing to divide by."""
+    sed_eval = _sed_eval()
+    event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
+                                                   percentage_of_length=OFFSET_FRACTION)
+    segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
+    for name in split.paths:
+        ref, est = _sed_lists(split, detections, name)
+        event.evaluate(ref, est)
+        segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
+        return {"event": _summary(event.results(), labels), "segment": _summary(segment.results(), labels)}
+
+
+def _summary(r: dict, labels: Sequence[str]) -> dict:
+    per_class = {}
+    for label in labels:
+        c = r["class_wise"][label]
+        per_class[label] = {"f1": _nan_to_none(c["f_measure"]["f_measure"]),
+                            "er": _nan_to_none(c["error_rate"]["error_rate"]),
+                            "n_ref": int(c["count"]["Nref"]), "n_sys": int(c["count"]["Nsys"])}
+    return {"micro_f1": _nan_to_none(r["overall"]["f_measure"]["f_measure"]),
+            "precision": _nan_to_none(r["overall"]["f_measure"]["precision"]),
+            "recall": _nan_to_none(r["overall"]["f_measure"]["recall"]),
+            "micro_er": _nan_to_none(r["overall"]["error_rate"]["error_rate"]),
+            "macro_f1": _nan_to_none(r["class_wise_average"]["f_measure"]["f_measure"]),
+            "macro_er": _nan_to_none(r["class_wise_average"]["error_rate"]["error_rate"]),
+            "per_class": per_class}
+
+
+def psds1(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, labels: Sequence[str],
+          resolution: float = 0.01) -> dict:
+    """PSDS1 from frame probabilities ``[T, n_classes]`` by file (sed_scores_eval), scores
+    rounded to ``resolution`` (0 = exact), over the classes that have reference events (PSDS
+    is undefined for the others). Returns ``{"psds1", "classes", "per_class"}``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sed_scores_eval import intersection_based
+        from sed_scores_eval.base_modules.scores import create_score_dataframe
+
+    present = {e.label for evs in split.reference.values() for e in evs}
+    columns = [i for i, label in enumerate(labels) if label in present]  # PSDS needs events of every class
+    if not columns:
+        return {"psds1": None, "per_class": {label: None for label in labels}}
+    scored = [labels[i] for i in columns]
+    scores, truth = {}, {}
+    for name in split.paths:
+        p = probs[name][:, columns].astype(np.float64)
+        if resolution > 0:
+            p = np.round(p / resolution) * resolution
+        stem = Path(name).with_suffix("").as_posix()
+        scores[stem] = create_score_dataframe(p, timing.frame_bounds(len(p), split.durations[name]), scored)
+        truth[stem] = [(e.onset, e.offset, e.label) for e in split.reference[name]]
+    durations = {Path(n).with_suffix("").as_posix(): d for n, d in split.durations.items()}
+    value, per_class, *_ = intersection_based.psds(scores=scores, ground_truth=truth, audio_durations=durations, **PSDS1)
+    return {"psds1": float(value), "classes": scored,
+            "per_class": {label: _nan_to_none(per_class[label]) if label in per_class else None for label in labels}}
+
+
+def match_onsets(reference: Sequence[RefEvent], detections: Sequence[Detection],
+                 collar: float = T_COLLAR_S) -> list[tuple[RefEvent, Detection]]:
+    """One file's detection of each reference event: per label, in onset order, the first
+    unused prediction whose onset lies in ``[onset − collar, offset)``."""
+    pairs = []
+    by_label: dict[str, list[Detection]] = defaultdict(list)
+    for d in sorted(detections, key=lambda d: d.onset):
+        by_label[d.label].append(d)
+    used: set[int] = set()
+    for ref in sorted(reference, key=lambda e: e.onset):
+        for d in by_label.get(ref.label, []):
+            if d.onset >= ref.offset:
+                break
+            if id(d) not in used and d.onset >= ref.onset - collar:
+                used.add(id(d))
+                pairs.append((ref, d))
+                break
+    return pairs
+
+
+def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
+    """Jitter and latency figures (see the module docstring); rates per minute of audio,
+    latencies in s (None when nothing matched)."""
+    minutes = split.minutes
+    n_ref, n_sys = defaultdict(int), defaultdict(int)
+    short = 0
+    latencies = []
+    for name in split.paths:
+        refs, dets = split.reference[name], detections.get(name, [])
+        for e in refs:
+            n_ref[e.label] += 1
+        for d in dets:
+            n_sys[d.label] += 1
+            if d.offset - d.onset < SHORT_S and not any(
+                    e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
+                short += 1
+        latencies += [d.at - e.onset for e, d in match_onsets(refs, dets)]
+    n_refs = sum(n_ref[k] for k in labels)
+    lat = np.asarray(latencies)
+    return {"on_per_min": sum(n_sys[k] for k in labels) / minutes,
+            "ref_per_min": n_refs / minutes,
+            "excess_on_per_min": sum(max(0, n_sys[k] - n_ref[k]) for k in labels) / minutes,
+            "short_spurious_per_min": short / minutes,
+            "latency_median_s": float(np.median(lat)) if len(lat) else None,
+            "latency_p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
+            "matched": len(lat), "matched_fraction": len(lat) / n_refs if n_refs else None}
+
+
+def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
+                 psds: Optional[dict]) -> dict:
+    """Every figure for one system (``psds`` computed once per set of probabilities)."""
+    return {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
+            "psds": psds}
+
+
+# ------------------------------------------------------------------------ command
+
+
+def model_path(name: str) -> Path:
+    """``models/NAME.onnx`` for a bare name, else the path given."""
+    path = Path(name) if name.endswith(".onnx") else MODELS_DIR / f"{name}.onnx"
+    if not path.is_file():
+        raise EvalError(f"no model {path}")
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Score models (tuned smoother and raw thresholding) and silero-vad against a split's reference."
+    parser.add_argument("--data", default="data", help="dataset folder with metadata/SPLIT.tsv and audio/SPLIT/")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="comma list of names in models/ or .onnx paths")
+    parser.add_argument("--no-silero", action="store_true", help="leave out the silero-vad speech peer")
+    parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument("--plots", help="folder for event-roll.png and per-class-f1.png")
+    parser.add_argument("--roll-file", help="file (name relative to audio/SPLIT) for the event roll; "
+                                            "default: the one with the most distinct reference labels")
+    parser.add_argument("--roll-start", type=float, default=0.0, help="event roll start, s")
+    parser.add_argument("--roll-seconds", type=float, default=30.0, help="event roll length, s")
+    parser.add_argument("--psds-resolution", type=float, default=0.01,
+                        help="round probabilities to this step before PSDS (0 = exact, slow)")
+    parser.add_argument("--frames-per-call", type=int, default=1, help="frames per model call, T")
+    parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+
+
+def _fmt(x: Optional[float], digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def format_table(systems: dict) -> str:
+    """The main table and the per-class event-F1 table (Markdown) from ``systems``."""
+    head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 "
+            "| excess on/min | short spurious/min | latency median (s) | latency p90 (s) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in systems.values():
+        ev, seg, st = s["scores"]["event"], s["scores"]["segment"], s["scores"]["stream"]
+        psds = s["scores"]["psds"]
+        lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} | {_fmt(ev['macro_f1'])} "
+                     f"| {_fmt(ev['micro_er'])} | {_fmt(seg['micro_f1'])} | {_fmt(seg['micro_er'])} "
+                     f"| {_fmt(psds['psds1'] if psds else None)} | {_fmt(st['excess_on_per_min'], 1)} "
+                     f"| {_fmt(st['short_spurious_per_min'], 1)} | {_fmt(st['latency_median_s'], 2)} "
+                     f"| {_fmt(st['latency_p90_s'], 2)} |")
+    labels = list(dict.fromkeys(label for s in systems.values() for label in s["scores"]["event"]["per_class"]))
+    head2 = "| system | smoother | " + " | ".join(labels) + " |"
+    lines += ["", "Event-based F1 per class:", "", head2, "|" + "---|" * (head2.count("|") - 1)]
+    for s in systems.values():
+        pc = s["scores"]["event"]["per_class"]
+        lines.append(f"| {s['system']} | {s['smoother']} | "
+                     + " | ".join(_fmt(pc[k]["f1"]) if k in pc else "" for k in labels) + " |")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .runtime import OnnxModel
+
+    if args.roll_seconds <= 0 or args.psds_resolution < 0 or args.frames_per_call < 1:
+        raise EvalError("--roll-seconds and --frames-per-call must be positive, --psds-resolution not negative")
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    paths = [model_path(n) for n in names]  # all checked before the first long run
+    models = [OnnxModel(p, providers=args.providers, threads=args.threads) for p in paths]
+    split = load_split(args.data, args.split, labels=models[0].info.labels if models else None)
+    log.info("%s: %d files, %.1f min, %d reference events", split.name, len(split.paths), split.minutes,
+             sum(len(v) for v in split.reference.values()))
+    systems, walls, rolls = {}, {}, []
+    for model in models:
+        info = model.info
+        timing = FrameTiming.of_frontend(info.frontend)
+        t0 = time.perf_counter()
+        runs = run_model(model, split, info.smoother, frames_per_call=args.frames_per_call)
+        walls[info.name] = {"pipeline_s": time.perf_counter() - t0}
+        probs = {n: r.probs for n, r in runs.items()}
+        t1 = time.perf_counter()
+        psds = psds1(split, probs, timing, info.labels, args.psds_resolution)
+        walls[info.name]["psds_s"] = time.perf_counter() - t1
+        smoothed = {n: r.detections for n, r in runs.items()}
+        raw_params = SmootherParams.raw(info.smoother.on_threshold)
+        raw = {n: smooth(r.probs, info.labels, raw_params, timing, r.t_end) for n, r in runs.items()}
+        for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
+            t2 = time.perf_counter()
+            systems[f"{info.name}/{kind}"] = {"system": info.name, "smoother": kind, "model": str(model.path),
+                                              "params": _params_dict(params, info.labels),
+                                              "scores": score_system(split, dets, info.labels, psds)}
+            walls[info.name][f"score_{kind}_s"] = time.perf_counter() - t2
+            log.info("%s/%s: event F1 %.3f, segment F1 %.3f", info.name, kind,
+                     systems[f"{info.name}/{kind}"]["scores"]["event"]["micro_f1"] or 0.0,
+                     systems[f"{info.name}/{kind}"]["scores"]["segment"]["micro_f1"] or 0.0)
+        rolls.append({"name": info.name, "labels": info.labels, "timing": timing, "probs": probs,
+                      "tuned": smoothed, "raw": raw})
+    if not args.no_silero:
+        systems.update(_silero_systems(split, args, walls, rolls))
+    print(format_table(systems))
+    if args.json:
+        _write_json(args.json, split, systems, walls, args)
+    if args.plots:
+        out = Path(args.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        roll_file = args.roll_file or _busiest_file(split)
+        if roll_file not in split.paths:
+            raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
+        event_roll(out / "event-roll.png", split, roll_file, rolls, args.roll_start, args.roll_seconds)
+        per_class_f1(out / "per-class-f1.png", systems)
+        log.info("plots written to %s", out)
+    return 0
+
+
+def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
+    from . import silero_peer
+
+    labels = ("speech",)
+    speech = split.only(labels)
+    timing = FrameTiming(*(getattr(silero_peer.ChunkTiming(), k) for k in ("hop_s", "centre0_s", "ready0_s")))
+    t0 = time.perf_counter()
+    probs = run_silero(split, threads=args.threads)
+    walls["silero-vad"] = {"pipeline_s": time.perf_counter() - t0}
+    psds = psds1(speech, probs, timing, labels, args.psds_resolution)
+    out = {}
+    raw_params = SmootherParams.raw((0.5,))
+    dets_by_kind = {}
+    for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", raw_params)):
+        dets = {n: smooth(p, labels, params, timing, split.durations[n]) for n, p in probs.items()}
+        dets_by_kind[kind] = dets
+        out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": "silero-vad 6.2.3",
+                                     "params": _params_dict(params, labels),
+                                     "scores": score_system(speech, dets, labels, psds)}
+    rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,
+                  "tuned": dets_by_kind["streaming"], "raw": dets_by_kind["raw"]})
+    return out
+
+
+def _params_dict(params: SmootherParams, labels: Sequence[str]) -> dict:
+    return {k: dict(zip(labels, getattr(params, k)))
+            for k in ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")}
+
+
+def _busiest_file(split: Split) -> str:
+    return max(split.paths, key=lambda n: (len({e.label for e in split.reference[n]}), len(split.reference[n]), n))
+
+
+def _write_json(path: str, split: Split, systems: dict, walls: dict, args) -> None:
+    doc = {"split": split.name, "data": str(args.data), "files": len(split.paths), "minutes": split.minutes,
+           "reference_events": sum(len(v) for v in split.reference.values()),
+           "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
+                        "short_s": SHORT_S, "psds1": PSDS1, "psds_resolution": args.psds_resolution,
+                        "frames_per_call": args.frames_per_call, "providers": args.providers},
+           "systems": systems, "wall_s": walls}
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    log.info("figures written to %s", path)
+
+
+# -------------------------------------------------------------------------- plots
+
+
+def event_roll(path: Path, split: Split, name: str, rolls: list, start_s: float, seconds: float) -> None:
+    """PNG: the reference of file ``name`` on top, then for each system its frame
+    probabilities (grey, label × time) with its tuned events (blue bars) and raw-threshold
+    events (red ticks), on one time axis from ``start_s`` for ``seconds`` s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end_s = min(start_s + seconds, split.durations[name])
+    all_labels = list(dict.fromkeys(label for r in rolls for label in r["labels"]))
+    heights = [len(all_labels)] + [max(1.5, len(r["labels"])) for r in rolls]
+    fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(14, 0.28 * sum(heights) + 1.5),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    axes = axes[:, 0]
+    ref_rows = {label: i for i, label in enumerate(all_labels)}
+    for e in split.reference[name]:
+        if e.offset > start_s and e.onset < end_s:
+            axes[0].broken_barh([(e.onset, e.offset - e.onset)], (ref_rows[e.label] - 0.35, 0.7), color="tab:green")
+    _label_axis(axes[0], all_labels, "reference")
+    for ax, r in zip(axes[1:], rolls):
+        labels, timing, probs = r["labels"], r["timing"], r["probs"][name]
+        first = max(0, int(np.floor((start_s - timing.centre0_s) / timing.hop_s)))
+        last = min(len(probs), int(np.ceil((end_s - timing.centre0_s) / timing.hop_s)) + 1)
+        t0 = timing.centre0_s + (first - 0.5) * timing.hop_s
+        t1 = timing.centre0_s + (last - 0.5) * timing.hop_s
+        ax.imshow(probs[first:last].T, aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest",
+                  extent=(t0, t1, len(labels) - 0.5, -0.5))
+        rows = {label: i for i, label in enumerate(labels)}
+        for d in r["tuned"].get(name, []):
+            ax.broken_barh([(d.onset, d.offset - d.onset)], (rows[d.label] - 0.15, 0.3), color="tab:blue")
+        for d in r["raw"].get(name, []):
+            ax.broken_barh([(d.onset, max(d.offset - d.onset, timing.hop_s))], (rows[d.label] + 0.22, 0.16),
+                           color="tab:red")
+        _label_axis(ax, labels, r["name"])
+    axes[-1].set_xlim(start_s, end_s)
+    axes[-1].set_xlabel(f"stream time (s) — {name}")
+    fig.suptitle("reference (green); per model: frame probabilities (grey), events with the tuned smoother "
+                 "(blue) and with raw thresholding (red)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label_axis(ax, labels: Sequence[str], title: str) -> None:
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+
+
+def per_class_f1(path: Path, systems: dict) -> None:
+    """PNG: event-based F1 per class, one bar per system and smoother."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(label for s in systems.values() for label in s["scores"]["event"]["per_class"]))
+    keys = list(systems)
+    width = 0.8 / max(1, len(keys))
+    fig, ax = plt.subplots(figsize=(14, 4.5))
+    cmap = plt.get_cmap("tab10")
+    for j, key in enumerate(keys):
+        s = systems[key]
+        pc = s["scores"]["event"]["per_class"]
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i, label in enumerate(labels) if label in pc]
+        ys = [pc[label]["f1"] or 0.0 for label in labels if label in pc]
+        ax.bar(xs, ys, width, label=f"{s['system']} / {s['smoother']}", color=cmap(j // 2 % 10),
+               hatch="//" if s["smoother"] == "raw" else None, edgecolor="white" if s["smoother"] == "raw" else None)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("event-based F1 (200 ms collar)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=4)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

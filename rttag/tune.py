@@ -1,0 +1,182 @@
+"""``rttag tune``: per-class smoother settings chosen on the validation split and written
+into the model's ``rttag`` metadata.
+
+The model runs once per validation file through the streaming pipeline (as ``rttag tag``
+does) and its frame probabilities are kept; every setting tried afterwards only re-runs the
+smoother over them. Per class, a small grid in two stages:
+
+1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = 0.1 s,
+   ``min_off_s`` = 0.2 s);
+2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds.
+
+For every setting the onset lag is measured per class — the median of (model-placed onset −
+reference onset) over matched events (:func:`rttag.evaluate.match_onsets`), with no
+back-dating, never below 0 — and the events' onsets are back-dated by it before scoring
+(exactly what the smoother does with ``onset_lag_s``; ``at`` is untouched). A class keeps
+the setting with the best sed_eval event-based F1, then the best 1 s segment-based F1. A
+class without validation events keeps the model's values. The test split is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import RttagError
+from .evaluate import (Detection, FrameTiming, Split, load_split, match_onsets, model_path, run_model, sed_scores,
+                       smooth)
+from .smoother import SmootherParams
+
+log = logging.getLogger(__name__)
+
+GRID_ON = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+GRID_OFF_RATIO = (1.0, 0.75, 0.5)
+STAGE1_MIN_ON_S = 0.1
+STAGE1_MIN_OFF_S = 0.2
+GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
+GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8)
+FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
+
+
+class TuneError(RttagError):
+    """Tuning cannot run as asked."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Choose per-class smoother thresholds, durations and onset lag on the validation split "
+                          "and write them into the model's metadata.")
+    parser.add_argument("--model", required=True, help="ONNX model (name in models/ or path)")
+    parser.add_argument("--data", default="data", help="dataset folder with metadata/SPLIT.tsv and audio/SPLIT/")
+    parser.add_argument("--split", default="validation", help="split to tune on (never test)")
+    parser.add_argument("-o", "--output", help="write the tuned model here (default: rewrite --model in place)")
+    parser.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
+    parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+
+
+def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
+    """Per label, the median (predicted onset − reference onset) over matched events, in s
+    (0 when nothing matched; never negative: the smoother only back-dates)."""
+    diffs: dict[str, list[float]] = {label: [] for label in labels}
+    for name in split.paths:
+        for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
+            diffs[ref.label].append(det.onset - ref.onset)
+    return {label: max(0.0, float(np.median(d))) if d else 0.0 for label, d in diffs.items()}
+
+
+def backdate(detections: dict[str, list[Detection]], lags: dict[str, float]) -> dict[str, list[Detection]]:
+    """The events a smoother with ``onset_lag_s = lags`` would give, from a lag-0 run: onsets
+    moved ``lag`` s earlier (not before 0); offsets and decision times unchanged."""
+    return {name: [replace(d, onset=max(0.0, d.onset - lags[d.label])) for d in dets]
+            for name, dets in detections.items()}
+
+
+def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, params: SmootherParams):
+    """Per-class (event F1, segment F1) and lags for one setting (the lag measured, then applied)."""
+    dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
+    lags = onset_lags(split, dets, labels)
+    scores = sed_scores(split, backdate(dets, lags), labels)
+    per_class = {label: (scores["event"]["per_class"][label]["f1"] or 0.0,
+                         scores["segment"]["per_class"][label]["f1"] or 0.0) for label in labels}
+    return per_class, lags
+
+
+def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
+           fallback: SmootherParams) -> tuple[SmootherParams, dict]:
+    """The per-class grid search (see the module docstring). Returns the chosen parameters
+    and, per label, what the choice scored on ``split`` (``event_f1``, ``segment_f1``,
+    ``n_ref``, ``tuned``: False when the class had no events and kept ``fallback``)."""
+    n = len(labels)
+    best = {label: ((-1.0, -1.0), None) for label in labels}
+
+    def consider(values_by_label: dict[str, tuple]) -> None:
+        params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)), (0.0,) * n)
+        per_class, lags = _score(split, runs, labels, timing, params)
+        for label in labels:
+            if per_class[label] > best[label][0]:
+                best[label] = (per_class[label], (*values_by_label[label], lags[label]))
+
+    t0 = time.perf_counter()
+    for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
+        consider({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S) for label in labels})
+    log.info("stage 1 (thresholds): %d settings, %.0f s", len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
+    thresholds = {label: best[label][1][:2] for label in labels}
+    t0 = time.perf_counter()
+    for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
+        consider({label: (*thresholds[label], min_on, min_off) for label in labels})
+    log.info("stage 2 (durations): %d settings, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S), time.perf_counter() - t0)
+
+    n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
+    chosen, report = {f: [] for f in FIELDS}, {}
+    for k, label in enumerate(labels):
+        (ev_f1, seg_f1), values = best[label]
+        tuned = n_ref[label] > 0
+        if not tuned:
+            values = tuple(getattr(fallback, f)[k] for f in FIELDS)
+        for f, v in zip(FIELDS, values):
+            chosen[f].append(round(float(v), 4))
+        report[label] = {"event_f1": ev_f1, "segment_f1": seg_f1, "n_ref": n_ref[label], "tuned": tuned}
+    return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report
+
+
+def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
+    """Copy the ONNX model ``src`` to ``dst`` with the ``smoother`` block of its ``rttag``
+    metadata replaced by ``params``; the graph and every other metadata key are kept."""
+    try:
+        import onnx
+    except ImportError:
+        raise TuneError("tune needs the onnx package: pip install 'rttag[dev]'") from None
+    model = onnx.load(str(src))
+    props = [p for p in model.metadata_props if p.key == "rttag"]
+    if not props:
+        raise TuneError(f"{src}: no 'rttag' metadata; not an rttag model")
+    meta = json.loads(props[0].value)
+    meta["smoother"] = {f: list(getattr(params, f)) for f in FIELDS}
+    props[0].value = json.dumps(meta)
+    onnx.save(model, str(dst))
+
+
+def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -> str:
+    """The chosen settings as a Markdown table (one row per label)."""
+    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | val event F1 | val segment F1 | val events |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for k, label in enumerate(labels):
+        r = report[label]
+        note = "" if r["tuned"] else " (no events: kept)"
+        lines.append(f"| {label}{note} | " + " | ".join(f"{getattr(params, f)[k]:g}" for f in FIELDS)
+                     + f" | {r['event_f1']:.3f} | {r['segment_f1']:.3f} | {r['n_ref']} |")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .runtime import OnnxModel
+
+    if args.split == "test":
+        raise TuneError("tuning must not look at the test split; use --split validation")
+    src = model_path(args.model)
+    dst = Path(args.output) if args.output else src
+    model = OnnxModel(src, providers=args.providers, threads=args.threads)
+    info = model.info
+    split = load_split(args.data, args.split, labels=info.labels)
+    log.info("tuning %s on %s: %d files, %.1f min, %d reference events", info.name, split.name, len(split.paths),
+             split.minutes, sum(len(v) for v in split.reference.values()))
+    t0 = time.perf_counter()
+    runs = run_model(model, split, info.smoother)
+    log.info("model pass: %.0f s", time.perf_counter() - t0)
+    params, report = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother)
+    print(format_choice(info.labels, params, report))
+    if args.dry_run:
+        return 0
+    write_smoother(src, dst, params)
+    if OnnxModel(dst, providers="cpu").info.smoother != params:
+        raise TuneError(f"{dst}: the rewritten metadata does not read back as written")
+    log.info("wrote the tuned smoother into %s (%.0f s in all)", dst, time.perf_counter() - t0)
+    return 0
