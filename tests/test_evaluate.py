@@ -1,0 +1,304 @@
+"""Evaluation and tuning: the scorers on hand-made events, the cached-probability path against
+the pipeline, the commands end to end on a tiny synthetic dataset, and the silero-vad peer."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from rttag.evaluate import (Detection, EvalError, FrameTiming, RefEvent, Split, load_split, match_onsets,
+                            merge_events, psds1, sed_scores, smooth, stream_file, stream_scores)
+from rttag.runtime import OnnxModel
+from rttag.smoother import SmootherParams
+from rttag.tune import backdate, onset_lags
+from conftest import run_rttag, tone_bursts
+
+SR = 16000
+BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "dog")]
+"""The reference of conftest.tone_bursts(): its four tone bursts (s) with labels."""
+
+
+def split_of(reference: dict, durations: dict) -> Split:
+    return Split("test", {n: Path(n) for n in durations}, durations,
+                 {n: merge_events(reference.get(n, [])) for n in durations})
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return OnnxModel(model_path)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """data/ with validation and test splits of tone-burst files and their reference TSVs."""
+    root = tmp_path_factory.mktemp("data")
+    for split, seeds in (("validation", (1, 2)), ("test", (3, 4))):
+        (root / "audio" / split).mkdir(parents=True)
+        (root / "metadata").mkdir(exist_ok=True)
+        rows = ["filename\tonset\toffset\tevent_label"]
+        for seed in seeds:
+            name = f"bursts{seed}.wav"
+            sf.write(root / "audio" / split / name, tone_bursts(seed=seed), SR, subtype="FLOAT")
+            rows += [f"{name}\t{a}\t{b}\t{label}" for a, b, label in BURSTS]
+        (root / "metadata" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    sf.write(root / "audio" / "test" / "quiet.wav", tone_bursts(seed=5) * 0.0, SR, subtype="FLOAT")
+    return root
+
+
+# --------------------------------------------------------------- scoring on hand-made events
+
+
+def test_perfect_prediction_scores_one():
+    ref = {"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 6.0, "bird"), RefEvent(2.0, 4.0, "speech")]}
+    split = split_of(ref, {"a.wav": 8.0})
+    dets = {"a.wav": [Detection(e.label, e.onset, e.offset, e.onset) for e in ref["a.wav"]]}
+    s = sed_scores(split, dets, ["speech", "dog", "bird"])
+    assert s["event"]["micro_f1"] == pytest.approx(1.0) and s["event"]["micro_er"] == pytest.approx(0.0)
+    assert s["event"]["macro_f1"] == pytest.approx(1.0)
+    assert s["segment"]["micro_f1"] == pytest.approx(1.0) and s["segment"]["micro_er"] == pytest.approx(0.0)
+    assert {k: v["f1"] for k, v in s["event"]["per_class"].items()} == pytest.approx({"speech": 1, "dog": 1, "bird": 1})
+
+
+def test_known_misplacements_give_the_expected_figures():
+    """One frame late stays inside the 200 ms collar; 250 ms late does not (one deletion and
+    one insertion), but the 1 s segments do not see the difference."""
+    split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 6.0, "bird")]}, {"a.wav": 8.0})
+    dets = {"a.wav": [Detection("dog", 1.01, 3.0, 1.1), Detection("bird", 5.25, 6.0, 5.3)]}
+    s = sed_scores(split, dets, ["dog", "bird"])
+    ev = s["event"]
+    assert (ev["micro_f1"], ev["precision"], ev["recall"], ev["micro_er"]) == pytest.approx((0.5, 0.5, 0.5, 1.0))
+    assert ev["per_class"]["dog"]["f1"] == pytest.approx(1.0) and ev["per_class"]["bird"]["f1"] == pytest.approx(0.0)
+    assert ev["macro_f1"] == pytest.approx(0.5)
+    assert s["segment"]["micro_f1"] == pytest.approx(1.0)
+
+
+def test_offset_collar_is_twenty_percent_of_long_events():
+    """A 10 s event may end 1.5 s early (collar max(0.2, 0.2 × 10) = 2 s), not 2.5 s early."""
+    split = split_of({"a.wav": [RefEvent(1.0, 11.0, "engine")]}, {"a.wav": 12.0})
+    ok = sed_scores(split, {"a.wav": [Detection("engine", 1.0, 9.5, 1.1)]}, ["engine"])
+    late = sed_scores(split, {"a.wav": [Detection("engine", 1.0, 8.5, 1.1)]}, ["engine"])
+    assert ok["event"]["micro_f1"] == pytest.approx(1.0) and late["event"]["micro_f1"] == pytest.approx(0.0)
+
+
+def test_jitter_and_latency_on_hand_made_events():
+    split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog")]}, {"a.wav": 60.0})
+    dets = {"a.wav": [Detection("dog", 1.05, 3.0, 1.15),   # the detection: latency at − onset = 0.15 s
+                      Detection("dog", 2.0, 2.1, 2.05),    # short, but inside the reference: a fragment
+                      Detection("dog", 4.0, 4.1, 4.05),    # short and spurious
+                      Detection("bird", 10.0, 10.1, 10.05)]}  # short, spurious, a class with no events
+    st = stream_scores(split, dets, ["dog", "bird"])
+    assert st["on_per_min"] == pytest.approx(4.0) and st["ref_per_min"] == pytest.approx(1.0)
+    assert st["excess_on_per_min"] == pytest.approx(3.0)
+    assert st["short_spurious_per_min"] == pytest.approx(2.0)
+    assert st["latency_median_s"] == pytest.approx(0.15) and st["latency_p90_s"] == pytest.approx(0.15)
+    assert st["matched"] == 1 and st["matched_fraction"] == 1.0
+
+
+def test_excess_is_per_class_and_never_negative():
+    """A class that misses events does not cancel another class's extra events."""
+    split = split_of({"a.wav": [RefEvent(1, 2, "dog"), RefEvent(3, 4, "dog"), RefEvent(5, 6, "dog")]}, {"a.wav": 30.0})
+    dets = {"a.wav": [Detection("bird", t, t + 1, t) for t in (10, 12, 14)]}
+    assert stream_scores(split, dets, ["dog", "bird"])["excess_on_per_min"] == pytest.approx(6.0)
+
+
+def test_matching_takes_the_first_detection_within_the_event():
+    refs = [RefEvent(1.0, 2.0, "dog"), RefEvent(2.5, 4.0, "dog")]
+    early, inside, late = Detection("dog", 0.85, 1.2, 0.9), Detection("dog", 1.5, 1.9, 1.6), Detection("dog", 2.9, 3.5, 3.0)
+    pairs = match_onsets(refs, [late, inside, early])
+    assert pairs == [(refs[0], early), (refs[1], late)]
+    assert match_onsets(refs, [Detection("dog", 0.7, 1.5, 0.8)]) == []  # 300 ms early: outside the collar
+    assert match_onsets(refs, [Detection("cat", 1.0, 2.0, 1.0)]) == []
+
+
+def test_merge_events_joins_same_label_overlaps_only():
+    merged = merge_events([RefEvent(1, 3, "dog"), RefEvent(2, 4, "dog"), RefEvent(4, 5, "dog"),
+                           RefEvent(2, 3, "bird"), RefEvent(6, 7, "dog")])
+    assert merged == [RefEvent(1, 5, "dog"), RefEvent(2, 3, "bird"), RefEvent(6, 7, "dog")]
+
+
+def test_psds_rewards_probabilities_that_follow_the_reference():
+    timing = FrameTiming(0.01, 0.016, 0.032)
+    n = 2000
+    centres = timing.centre0_s + np.arange(n) * timing.hop_s
+    ref = [RefEvent(3.0, 6.0, "dog"), RefEvent(10.0, 12.0, "dog"), RefEvent(14.0, 15.0, "bird")]
+    truth = np.stack([np.any([(centres >= e.onset) & (centres < e.offset) for e in ref if e.label == k], axis=0)
+                      for k in ("dog", "bird")], axis=1).astype(np.float32)
+    split = split_of({"a.wav": ref}, {"a.wav": 20.05})
+    good = psds1(split, {"a.wav": 0.1 + 0.8 * truth}, timing, ["dog", "bird", "water"])
+    noise = psds1(split, {"a.wav": np.random.default_rng(0).random((n, 3)).astype(np.float32)}, timing,
+                  ["dog", "bird", "water"])
+    assert good["psds1"] > 0.9 and noise["psds1"] < 0.5
+    assert good["classes"] == ["dog", "bird"] and good["per_class"]["water"] is None
+
+
+# --------------------------------------------------------------- the streaming path and caching
+
+
+def test_smoothing_cached_probs_equals_the_pipeline(model, bursts_wav):
+    run = stream_file(model, Path(bursts_wav), model.info.smoother)
+    assert run.probs.shape == (1 + (6 * SR - 512) // 160, len(model.info.labels)) and run.t_end == 6.0
+    assert run.detections, "the fixture model should produce events on tone bursts"
+    again = smooth(run.probs, model.info.labels, model.info.smoother, FrameTiming.of_frontend(model.info.frontend),
+                   run.t_end)
+    assert again == run.detections
+
+
+def test_backdating_equals_the_smoother_lag(model, bursts_wav):
+    info = model.info
+    run = stream_file(model, Path(bursts_wav), info.smoother)
+    timing = FrameTiming.of_frontend(info.frontend)
+    base = SmootherParams(*(getattr(info.smoother, f) for f in ("on_threshold", "off_threshold", "min_on_s",
+                                                                 "min_off_s")), (0.0,) * len(info.labels))
+    lags = {label: 0.01 * (k + 1) for k, label in enumerate(info.labels)}
+    lagged = SmootherParams(*(getattr(base, f) for f in ("on_threshold", "off_threshold", "min_on_s", "min_off_s")),
+                            tuple(lags[label] for label in info.labels))
+    direct = smooth(run.probs, info.labels, lagged, timing, run.t_end)
+    shifted = backdate({"f": smooth(run.probs, info.labels, base, timing, run.t_end)}, lags)["f"]
+    assert sorted(shifted, key=lambda d: (d.label, d.onset)) == sorted(direct, key=lambda d: (d.label, d.onset))
+
+
+def test_onset_lag_is_the_median_delay_of_matched_events():
+    split = split_of({"a.wav": [RefEvent(1, 2, "dog"), RefEvent(3, 4, "dog"), RefEvent(5, 6, "dog"),
+                                RefEvent(1, 2, "bird")]}, {"a.wav": 10.0})
+    dets = {"a.wav": [Detection("dog", 1.1, 2, 1.2), Detection("dog", 3.3, 4, 3.4), Detection("dog", 5.4, 6, 5.5),
+                      Detection("bird", 0.9, 2, 1.0)]}
+    assert onset_lags(split, dets, ["dog", "bird", "water"]) == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
+
+
+# --------------------------------------------------------------- dataset loading
+
+
+def test_load_split_reads_files_and_reference(dataset):
+    split = load_split(dataset, "test")
+    assert sorted(split.paths) == ["bursts3.wav", "bursts4.wav", "quiet.wav"]
+    assert split.durations["bursts3.wav"] == pytest.approx(6.0) and split.reference["quiet.wav"] == []
+    assert split.reference["bursts3.wav"][0] == RefEvent(0.7, 1.5, "music")
+
+
+def test_load_split_errors_are_clear(dataset, tmp_path):
+    with pytest.raises(EvalError, match="not found"):
+        load_split(tmp_path, "test")
+    with pytest.raises(EvalError, match="'kazoo' is not one of"):
+        (tmp_path / "metadata").mkdir()
+        (tmp_path / "audio" / "test").mkdir(parents=True)
+        shutil.copy(dataset / "audio" / "test" / "quiet.wav", tmp_path / "audio" / "test")
+        (tmp_path / "metadata" / "test.tsv").write_text("filename\tonset\toffset\tevent_label\nquiet.wav\t1\t2\tkazoo\n")
+        load_split(tmp_path, "test", labels=("dog",))
+
+
+# --------------------------------------------------------------- the commands
+
+
+def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_path, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = run_rttag("eval", "--data", str(dataset), "--models", str(model_path), "--json", str(out),
+                     "--plots", str(tmp_path / "img"), "--roll-file", "bursts3.wav")
+    assert proc.returncode == 0, proc.stderr.decode()
+    table = proc.stdout.decode()
+    assert table.startswith("| system | smoother | event F1 micro")
+    assert "| test-gru | tuned |" in table and "| test-gru | raw |" in table and "silero-vad (speech only)" in table
+    doc = json.loads(out.read_text())
+    assert set(doc["systems"]) == {"test-gru/tuned", "test-gru/raw", "silero-vad/streaming", "silero-vad/raw"}
+    assert doc["files"] == 3 and doc["minutes"] == pytest.approx(0.3)
+    tuned, raw = doc["systems"]["test-gru/tuned"]["scores"], doc["systems"]["test-gru/raw"]["scores"]
+    assert tuned["psds"] == raw["psds"]  # one set of probabilities, two smoothers
+    assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
+    for name in ("event-roll.png", "per-class-f1.png"):
+        assert (tmp_path / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_command_errors_are_one_line(dataset, tmp_path):
+    proc = run_rttag("eval", "--data", str(tmp_path), "--models", "no-such-model")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1 and err[0].startswith("rttag: error: no model")
+
+
+def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):
+    import onnx
+
+    tuned_path = tmp_path / "tuned.onnx"
+    shutil.copy(model_path, tuned_path)
+    before = OnnxModel(tuned_path).info
+    proc = run_rttag("tune", "--model", str(tuned_path), "--data", str(dataset))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().startswith("| label | on | off |")
+    after = OnnxModel(tuned_path).info
+    assert after.smoother != before.smoother
+    assert (after.labels, after.frontend, after.state_shapes) == (before.labels, before.frontend, before.state_shapes)
+    k_speech = after.labels.index("speech")  # no validation events: keeps the model's values
+    assert after.smoother.on_threshold[k_speech] == before.smoother.on_threshold[k_speech]
+    for k in (after.labels.index("music"), after.labels.index("alarm")):
+        assert after.smoother.on_threshold[k] in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        assert after.smoother.onset_lag_s[k] >= 0.0
+    assert onnx.load(str(tuned_path)).graph == onnx.load(str(model_path)).graph
+    # The rewritten model runs through the pipeline.
+    assert run_rttag("tag", str(dataset / "audio" / "test" / "bursts3.wav"), "--model", str(tuned_path)).returncode == 0
+
+
+def test_tune_refuses_the_test_split(dataset, model_path, tmp_path):
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--split", "test")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == ["rttag: error: tuning must not look at the test split; use --split validation"]
+
+
+# --------------------------------------------------------------- silero-vad peer
+
+
+def vowels(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
+    """Speech-like sound: a pulse train at a wandering 100–150 Hz through vowel formants
+    that change every 250 ms, with 4 Hz syllable envelopes (float32 at 16 kHz)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    f0 = 120 + 20 * np.sin(2 * np.pi * 0.7 * t) + 10 * np.sin(2 * np.pi * 3.1 * t)
+    pulses = (np.diff(np.floor(np.cumsum(f0 / SR)), prepend=0) > 0).astype(float)
+    source = scipy.signal.lfilter([1], [1, -0.95], pulses)
+    formants = [(730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (300, 870, 2240)]
+    out, seg = np.zeros(n), SR // 4
+    r = np.exp(-np.pi * 80 / SR)
+    for i in range(0, n, seg):
+        y = source[i:i + seg]
+        for f in formants[(i // seg) % 4]:
+            y = scipy.signal.lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / SR), r * r], y)
+        out[i:i + seg] = y
+    out *= 0.5 * (1 - np.cos(2 * np.pi * 4 * t))
+    return (0.3 * out / np.abs(out).max() + 0.001 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def vad():
+    from rttag.silero_peer import SileroVad
+
+    return SileroVad()
+
+
+def test_silero_tells_speech_like_sound_from_silence_and_tones(vad):
+    noise = (0.001 * np.random.default_rng(1).standard_normal(3 * SR)).astype(np.float32)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)).astype(np.float32)
+    speechy, quiet, beep = vad.speech_probs([vowels(), noise, tone])
+    assert len(speechy) == int(np.ceil(3 * SR / 512))
+    assert np.median(speechy) > 0.2 and speechy.max() > 0.5
+    assert quiet.max() < 0.35 and beep.max() < 0.35
+
+
+def test_silero_batch_rows_are_independent(vad):
+    a, b = vowels(2.0), vowels(3.3, seed=1)
+    alone = vad.speech_probs([a])[0]
+    together = vad.speech_probs([a, b])
+    assert np.allclose(together[0], alone, atol=1e-5) and len(together[1]) == int(np.ceil(len(b) / 512))
+
+
+def test_silero_runner_matches_the_packages_own_wrapper(vad):
+    """Against silero-vad's own (torch) ONNX wrapper, where torch is installed."""
+    torch = pytest.importorskip("torch")
+    from silero_vad.utils_vad import OnnxWrapper
+
+    from rttag.silero_peer import model_path
+
+    x = vowels(2.0)
+    theirs = OnnxWrapper(str(model_path()), force_onnx_cpu=True).audio_forward(torch.from_numpy(x), 16000)
+    assert np.allclose(vad.speech_probs([x])[0], theirs.numpy()[0], atol=1e-5)
