@@ -329,15 +329,18 @@ def _summary(r: dict, labels: Sequence[str]) -> dict:
     per_class = {}
     for label in labels:
         c = r["class_wise"][label]
+        has_ref = c["count"]["Nref"] > 0  # sed_eval divides by eps when there is no reference
         per_class[label] = {"f1": _nan_to_none(c["f_measure"]["f_measure"]),
-                            "er": _nan_to_none(c["error_rate"]["error_rate"]),
+                            "er": _nan_to_none(c["error_rate"]["error_rate"]) if has_ref else None,
                             "n_ref": int(c["count"]["Nref"]), "n_sys": int(c["count"]["Nsys"])}
+    with_ref = [v for v in per_class.values() if v["n_ref"] > 0]
+    any_ref = bool(with_ref)
     return {"micro_f1": _nan_to_none(r["overall"]["f_measure"]["f_measure"]),
             "precision": _nan_to_none(r["overall"]["f_measure"]["precision"]),
             "recall": _nan_to_none(r["overall"]["f_measure"]["recall"]),
-            "micro_er": _nan_to_none(r["overall"]["error_rate"]["error_rate"]),
-            "macro_f1": _nan_to_none(r["class_wise_average"]["f_measure"]["f_measure"]),
-            "macro_er": _nan_to_none(r["class_wise_average"]["error_rate"]["error_rate"]),
+            "micro_er": _nan_to_none(r["overall"]["error_rate"]["error_rate"]) if any_ref else None,
+            "macro_f1": float(np.mean([v["f1"] or 0.0 for v in with_ref])) if any_ref else None,
+            "macro_er": float(np.mean([v["er"] for v in with_ref])) if any_ref else None,
             "per_class": per_class}
 
 
@@ -540,7 +543,8 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
 
     labels = ("speech",)
     speech = split.only(labels)
-    timing = FrameTiming(*(getattr(silero_peer.ChunkTiming(), k) for k in ("hop_s", "centre0_s", "ready0_s")))
+    chunk_s = silero_peer.CHUNK / silero_peer.SAMPLE_RATE
+    timing = FrameTiming(hop_s=chunk_s, centre0_s=0.0, ready0_s=chunk_s)  # silero places a chunk at its start
     t0 = time.perf_counter()
     probs = run_silero(split, threads=args.threads)
     walls["silero-vad"] = {"pipeline_s": time.perf_counter() - t0}

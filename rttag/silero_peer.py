@@ -15,7 +15,6 @@ peer's events go through the same code and the same scoring as rttag's.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +33,6 @@ MODEL_FILE = "silero_vad.onnx"
 STREAMING_PARAMS = SmootherParams(on_threshold=(0.5,), off_threshold=(0.35,), min_on_s=(0.25,),
                                   min_off_s=(0.1,), onset_lag_s=(0.0,))
 """silero-vad's usual streaming settings as rttag smoother parameters (one class: speech)."""
-
-
-@dataclass(frozen=True)
-class ChunkTiming:
-    """Where chunk ``i`` sits in stream time (s): it starts at ``i * hop_s`` (silero's own
-    timestamps use the chunk start) and is decided when its last sample has arrived."""
-
-    hop_s: float = CHUNK / SAMPLE_RATE
-    centre0_s: float = 0.0
-    ready0_s: float = CHUNK / SAMPLE_RATE
 
 
 def model_path() -> Path:

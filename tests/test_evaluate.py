@@ -68,8 +68,9 @@ def test_known_misplacements_give_the_expected_figures():
     one insertion), but the 1 s segments do not see the difference."""
     split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 6.0, "bird")]}, {"a.wav": 8.0})
     dets = {"a.wav": [Detection("dog", 1.01, 3.0, 1.1), Detection("bird", 5.25, 6.0, 5.3)]}
-    s = sed_scores(split, dets, ["dog", "bird"])
+    s = sed_scores(split, dets, ["dog", "bird", "water"])  # water: no reference, no prediction
     ev = s["event"]
+    assert ev["per_class"]["water"]["er"] is None and ev["per_class"]["water"]["n_ref"] == 0
     assert (ev["micro_f1"], ev["precision"], ev["recall"], ev["micro_er"]) == pytest.approx((0.5, 0.5, 0.5, 1.0))
     assert ev["per_class"]["dog"]["f1"] == pytest.approx(1.0) and ev["per_class"]["bird"]["f1"] == pytest.approx(0.0)
     assert ev["macro_f1"] == pytest.approx(0.5)
