@@ -226,15 +226,14 @@ class FileRun:
     t_end: float
 
 
-def stream_file(model, path: Path, params: SmootherParams, block_size: int = 1600,
-                frames_per_call: int = 1) -> FileRun:
+def stream_file(model, path: Path, params: SmootherParams, block_size: int = 1600) -> FileRun:
     """Run ``path`` through the streaming pipeline (as ``rttag tag`` does) with ``params``."""
     from .capture import FileSource
     from .events import StatusEvent
     from .pipeline import Pipeline
 
     events, chunks = [], []
-    pipeline = Pipeline(model, params, events.append, block_size=block_size, frames_per_call=frames_per_call,
+    pipeline = Pipeline(model, params, events.append, block_size=block_size, frames_per_call=1,
                         on_probs=lambda first, probs: chunks.append(np.array(probs, dtype=np.float32)))
     source = FileSource(str(path), model.info.frontend.sample_rate, block_size)
     pipeline.run(source, stream=path.name)
@@ -243,12 +242,13 @@ def stream_file(model, path: Path, params: SmootherParams, block_size: int = 160
     return FileRun(probs, detections_from_events(events), stopped[-1].t)
 
 
-def run_model(model, split: Split, params: SmootherParams, frames_per_call: int = 1) -> dict[str, FileRun]:
-    """Every file of ``split`` through the pipeline once (progress on stderr)."""
+def run_model(model, split: Split, params: SmootherParams) -> dict[str, FileRun]:
+    """Every file of ``split`` through the pipeline once, one frame per model call (as
+    ``rttag tag`` by default; :func:`smooth` reproduces its events exactly). Progress on stderr."""
     runs = {}
     t0 = time.perf_counter()
     for i, (name, path) in enumerate(split.paths.items(), start=1):
-        runs[name] = stream_file(model, path, params, frames_per_call=frames_per_call)
+        runs[name] = stream_file(model, path, params)
         if i % 10 == 0 or i == len(split.paths):
             log.info("%s: %d/%d files, %.0f s", model.info.name, i, len(split.paths), time.perf_counter() - t0)
     return runs
@@ -453,7 +453,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roll-seconds", type=float, default=30.0, help="event roll length, s")
     parser.add_argument("--psds-resolution", type=float, default=0.01,
                         help="round probabilities to this step before PSDS (0 = exact, slow)")
-    parser.add_argument("--frames-per-call", type=int, default=1, help="frames per model call, T")
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
 
@@ -488,8 +487,8 @@ def format_table(systems: dict) -> str:
 def run(args) -> int:
     from .runtime import OnnxModel
 
-    if args.roll_seconds <= 0 or args.psds_resolution < 0 or args.frames_per_call < 1:
-        raise EvalError("--roll-seconds and --frames-per-call must be positive, --psds-resolution not negative")
+    if args.roll_seconds <= 0 or args.psds_resolution < 0:
+        raise EvalError("--roll-seconds must be positive and --psds-resolution not negative")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     paths = [model_path(n) for n in names]  # all checked before the first long run
     models = [OnnxModel(p, providers=args.providers, threads=args.threads) for p in paths]
@@ -501,7 +500,7 @@ def run(args) -> int:
         info = model.info
         timing = FrameTiming.of_frontend(info.frontend)
         t0 = time.perf_counter()
-        runs = run_model(model, split, info.smoother, frames_per_call=args.frames_per_call)
+        runs = run_model(model, split, info.smoother)
         walls[info.name] = {"pipeline_s": time.perf_counter() - t0}
         probs = {n: r.probs for n, r in runs.items()}
         t1 = time.perf_counter()
@@ -577,7 +576,7 @@ def _write_json(path: str, split: Split, systems: dict, walls: dict, args) -> No
            "reference_events": sum(len(v) for v in split.reference.values()),
            "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
                         "short_s": SHORT_S, "psds1": PSDS1, "psds_resolution": args.psds_resolution,
-                        "frames_per_call": args.frames_per_call, "providers": args.providers},
+                        "frames_per_call": 1, "providers": args.providers},
            "systems": systems, "wall_s": walls}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log.info("figures written to %s", path)
