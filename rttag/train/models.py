@@ -1,0 +1,204 @@
+"""The three rttag models: ``crnn`` (default), and the framewise baselines ``frame-mlp`` and
+``context-cnn``.
+
+Every model maps log-mel features ``[B, T, n_mels]`` and its state tensors to logits
+``[B, T, n_classes]`` and the state after the last frame::
+
+    logits, *state_out = model(feats, *state)
+
+Each state tensor has batch on axis 0 and shape ``[B] + model.state_shapes()[name]``; all
+zeros is the initial (reset) state. Running frame by frame (T=1), carrying the state, gives the
+same output as one call over the whole sequence (docs/ARCHITECTURE.md, "Model contract").
+
+All three start with the same two steps, so they differ only in how they use time:
+
+* :class:`LevelNorm` — level robustness inside the graph: subtract a running (4 s) average of
+  the frame's mean log-mel, carried as the 2-value state ``level``. A gain change (a constant
+  added to every log-mel bin) then vanishes after a few seconds.
+* a per-bin affine standardisation (BatchNorm1d over the mel bins).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_FLOOR = 14.0
+"""log-mel values are ≥ log(1e-6) ≈ -13.8; adding this makes them positive (see LevelNorm)."""
+
+
+class LevelNorm(nn.Module):
+    """``z_t = x_t − m_t``: ``m_t`` is the bias-corrected exponential moving average (time
+    constant ``tau_frames``) of the per-frame mean log-mel, i.e. of the input level in log units.
+
+    State ``level`` ``[B, 2]``: the EMA of ``mean(x) + LOG_FLOOR`` and the EMA of 1 (its
+    weight, for the bias correction, so a zero state is a valid start). The recurrence is a
+    fixed-weight ReLU ``nn.RNN``: its inputs are positive, so the ReLU is the identity and the
+    RNN is exactly the EMA — one op, dynamic T, exported to ONNX as a plain ``RNN`` node.
+    """
+
+    def __init__(self, tau_frames: float = 400.0):
+        super().__init__()
+        a = 1.0 / tau_frames
+        self.rnn = nn.RNN(2, 2, nonlinearity="relu", bias=False, batch_first=True)
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(torch.eye(2) * a)
+            self.rnn.weight_hh_l0.copy_(torch.eye(2) * (1.0 - a))
+        self.rnn.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x ``[B, T, F]`` log-mel, level ``[B, 2]`` → normalised x ``[B, T, F]``, level out."""
+        lvl = x.mean(-1, keepdim=True) + LOG_FLOOR
+        ema, h = self.rnn(torch.cat([lvl, torch.ones_like(lvl)], -1), level.unsqueeze(0))
+        mean = ema[..., :1] / ema[..., 1:] - LOG_FLOOR
+        return x - mean, h.squeeze(0)
+
+
+class InputNorm(nn.Module):
+    """LevelNorm, then a per-bin affine standardisation. ``[B, T, F]`` → ``[B, T, F]``."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.level = LevelNorm()
+        self.bn = nn.BatchNorm1d(n_mels)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, level = self.level(x, level)
+        return self.bn(x.transpose(1, 2)).transpose(1, 2), level
+
+
+class CausalConvBlock(nn.Module):
+    """3×3 conv over (time, frequency), causal in time, + BatchNorm + ReLU + max-pool over
+    frequency by ``pool``. The last 2 input frames are the state (``cache`` ``[B, C_in, 2, F_in]``).
+
+    x ``[B, C_in, T, F_in]`` → ``[B, C_out, T, F_in // pool]``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, pool: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, (3, 3), padding=(0, 1))
+        self.bn = nn.BatchNorm2d(c_out)
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([cache, x], 2)
+        y = F.relu(self.bn(self.conv(x)))
+        return F.max_pool2d(y, (1, self.pool)), x[:, :, -2:]
+
+
+class ConvFront(nn.Module):
+    """A stack of :class:`CausalConvBlock`; look-back ``2 * len(channels)`` frames.
+
+    x ``[B, T, n_mels]`` → ``[B, T, channels[-1] * n_mels / prod(pools)]``.
+    """
+
+    def __init__(self, n_mels: int, channels: list[int], pools: list[int]):
+        super().__init__()
+        ins, bins = [1, *channels[:-1]], [n_mels]
+        for p in pools[:-1]:
+            bins.append(bins[-1] // p)
+        self.blocks = nn.ModuleList(CausalConvBlock(i, o, p) for i, o, p in zip(ins, channels, pools))
+        self.cache_shapes = [[i, 2, b] for i, b in zip(ins, bins)]
+        self.out_dim = channels[-1] * bins[-1] // pools[-1]
+
+    def forward(self, x: torch.Tensor, caches: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        y, out = x.unsqueeze(1), []
+        for block, cache in zip(self.blocks, caches):
+            y, c = block(y, cache)
+            out.append(c)
+        b, c, t, f = y.shape
+        return y.permute(0, 2, 1, 3).reshape(b, t, c * f), out
+
+
+class CRNN(nn.Module):
+    """InputNorm → ConvFront → Linear → GRU → Linear: the default streaming tagger.
+
+    A skip path adds a linear read-out of the per-frame conv features to the GRU's logits, so
+    an onset can show in the output before the GRU state has turned (onset latency).
+    States: ``level`` [2], ``conv{i}`` per conv block, ``gru_h`` [layers, hidden].
+    """
+
+    def __init__(self, n_mels: int = 64, n_classes: int = 10, channels: tuple = (16, 32, 64),
+                 pools: tuple = (2, 2, 2), hidden: int = 128, dropout: float = 0.2):
+        super().__init__()
+        self.norm = InputNorm(n_mels)
+        self.front = ConvFront(n_mels, list(channels), list(pools))
+        self.proj = nn.Linear(self.front.out_dim, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, n_classes)
+        self.skip = nn.Linear(hidden, n_classes)
+        self.hidden = hidden
+
+    def state_shapes(self) -> dict[str, list[int]]:
+        convs = {f"conv{i}": s for i, s in enumerate(self.front.cache_shapes)}
+        return {"level": [2], **convs, "gru_h": [1, self.hidden]}
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, *rest: torch.Tensor):
+        *caches, h = rest
+        x, level = self.norm(x, level)
+        y, caches = self.front(x, list(caches))
+        y = self.drop(F.relu(self.proj(y)))
+        g, h = self.gru(y, h.transpose(0, 1).contiguous())
+        return self.out(self.drop(g)) + self.skip(y), level, *caches, h.transpose(0, 1)
+
+
+class ContextCNN(nn.Module):
+    """InputNorm → the CRNN's ConvFront (same look-back) → per-frame MLP head. No recurrence
+    beyond the conv caches and the level average."""
+
+    def __init__(self, n_mels: int = 64, n_classes: int = 10, channels: tuple = (16, 32, 64),
+                 pools: tuple = (2, 2, 2), hidden: int = 256, dropout: float = 0.2):
+        super().__init__()
+        self.norm = InputNorm(n_mels)
+        self.front = ConvFront(n_mels, list(channels), list(pools))
+        self.head = nn.Sequential(nn.Linear(self.front.out_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_classes))
+
+    def state_shapes(self) -> dict[str, list[int]]:
+        return {"level": [2], **{f"conv{i}": s for i, s in enumerate(self.front.cache_shapes)}}
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, *caches: torch.Tensor):
+        x, level = self.norm(x, level)
+        y, caches = self.front(x, list(caches))
+        return self.head(y), level, *caches
+
+
+class FrameMLP(nn.Module):
+    """InputNorm → per-frame MLP. Its only state is the level average."""
+
+    def __init__(self, n_mels: int = 64, n_classes: int = 10, hidden: int = 384, dropout: float = 0.2):
+        super().__init__()
+        self.norm = InputNorm(n_mels)
+        self.head = nn.Sequential(nn.Linear(n_mels, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, n_classes))
+
+    def state_shapes(self) -> dict[str, list[int]]:
+        return {"level": [2]}
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor):
+        x, level = self.norm(x, level)
+        return self.head(x), level
+
+
+ARCHS = {"crnn": CRNN, "frame-mlp": FrameMLP, "context-cnn": ContextCNN}
+
+
+def build(arch: str, hparams: dict) -> nn.Module:
+    """A model of ``arch`` (a key of ARCHS) built from JSON-able keyword arguments."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r} (choose from {', '.join(ARCHS)})")
+    return ARCHS[arch](**hparams)
+
+
+def zero_state(model: nn.Module, batch: int, device: str | torch.device = "cpu") -> list[torch.Tensor]:
+    """The initial state, in ``state_shapes()`` order: float32 zeros ``[batch, *shape]``."""
+    return [torch.zeros(batch, *s, device=device) for s in model.state_shapes().values()]
+
+
+def n_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
