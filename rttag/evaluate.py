@@ -314,8 +314,10 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     n_sys by label). F1 in [0, 1]; None where sed_eval has nothing to divide by."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
-                                                   percentage_of_length=OFFSET_FRACTION)
+                                                   percentage_of_length=OFFSET_FRACTION,
+                                                   empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
+    segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
         event.evaluate(ref, est)

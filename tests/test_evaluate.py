@@ -74,6 +74,8 @@ def test_known_misplacements_give_the_expected_figures():
     assert (ev["micro_f1"], ev["precision"], ev["recall"], ev["micro_er"]) == pytest.approx((0.5, 0.5, 0.5, 1.0))
     assert ev["per_class"]["dog"]["f1"] == pytest.approx(1.0) and ev["per_class"]["bird"]["f1"] == pytest.approx(0.0)
     assert ev["macro_f1"] == pytest.approx(0.5)
+    silent = sed_scores(split, {"a.wav": [Detection("dog", 1.0, 3.0, 1.1)]}, ["dog", "bird"])["event"]
+    assert silent["per_class"]["bird"]["f1"] == 0.0 and silent["macro_f1"] == pytest.approx(0.5)
     assert s["segment"]["micro_f1"] == pytest.approx(1.0)
 
 
