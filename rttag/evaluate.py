@@ -425,9 +425,17 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
 
 def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
                  psds: Optional[dict]) -> dict:
-    """Every figure for one system (``psds`` computed once per set of probabilities)."""
-    return {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
-            "psds": psds}
+    """Every figure for one system (``psds`` computed once per set of probabilities), and
+    under ``speech`` the figures for that label alone (the silero-vad comparison)."""
+    scores = {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
+              "psds": psds}
+    if "speech" in labels:
+        speech_only = {n: [d for d in dets if d.label == "speech"] for n, dets in detections.items()}
+        scores["speech"] = {"event_f1": scores["event"]["per_class"]["speech"]["f1"],
+                            "segment_f1": scores["segment"]["per_class"]["speech"]["f1"],
+                            "psds1": psds["per_class"]["speech"] if psds else None,
+                            **stream_scores(split.only(["speech"]), speech_only, ["speech"])}
+    return scores
 
 
 # ------------------------------------------------------------------------ command
@@ -483,6 +491,16 @@ def format_table(systems: dict) -> str:
         pc = s["scores"]["event"]["per_class"]
         lines.append(f"| {s['system']} | {s['smoother']} | "
                      + " | ".join(_fmt(pc[k]["f1"]) if k in pc else "" for k in labels) + " |")
+    head3 = ("| system | smoother | speech event F1 | speech segment F1 | speech PSDS1 | excess on/min "
+             "| short spurious/min | latency median (s) | latency p90 (s) |")
+    lines += ["", "Speech only (silero-vad's label):", "", head3, "|" + "---|" * (head3.count("|") - 1)]
+    for s in systems.values():
+        sp = s["scores"].get("speech")
+        if sp:
+            lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(sp['event_f1'])} | {_fmt(sp['segment_f1'])} "
+                         f"| {_fmt(sp['psds1'])} | {_fmt(sp['excess_on_per_min'], 1)} "
+                         f"| {_fmt(sp['short_spurious_per_min'], 1)} | {_fmt(sp['latency_median_s'], 2)} "
+                         f"| {_fmt(sp['latency_p90_s'], 2)} |")
     return "\n".join(lines)
 
 
@@ -497,6 +515,9 @@ def run(args) -> int:
     split = load_split(args.data, args.split, labels=models[0].info.labels if models else None)
     log.info("%s: %d files, %.1f min, %d reference events", split.name, len(split.paths), split.minutes,
              sum(len(v) for v in split.reference.values()))
+    roll_file = args.roll_file or _busiest_file(split)
+    if roll_file not in split.paths:
+        raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
     systems, walls, rolls = {}, {}, []
     for model in models:
         info = model.info
@@ -530,9 +551,6 @@ def run(args) -> int:
     if args.plots:
         out = Path(args.plots)
         out.mkdir(parents=True, exist_ok=True)
-        roll_file = args.roll_file or _busiest_file(split)
-        if roll_file not in split.paths:
-            raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
         event_roll(out / "event-roll.png", split, roll_file, rolls, args.roll_start, args.roll_seconds)
         per_class_f1(out / "per-class-f1.png", systems)
         log.info("plots written to %s", out)
@@ -556,7 +574,7 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
     for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", raw_params)):
         dets = {n: smooth(p, labels, params, timing, split.durations[n]) for n, p in probs.items()}
         dets_by_kind[kind] = dets
-        out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": "silero-vad 6.2.3",
+        out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),
                                      "scores": score_system(speech, dets, labels, psds)}
     rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,

@@ -47,6 +47,16 @@ def model_path() -> Path:
     return path
 
 
+def version() -> str:
+    """The installed silero-vad package's version."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("silero-vad")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class SileroVad:
     """The silero-vad ONNX model in one onnxruntime session (CPU, ``threads`` intra-op threads)."""
 

@@ -18,7 +18,7 @@ from rttag.tune import backdate, onset_lags
 from conftest import run_rttag, tone_bursts
 
 SR = 16000
-BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "dog")]
+BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "speech")]
 """The reference of conftest.tone_bursts(): its four tone bursts (s) with labels."""
 
 
@@ -209,6 +209,9 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert doc["files"] == 3 and doc["minutes"] == pytest.approx(0.3)
     tuned, raw = doc["systems"]["test-gru/tuned"]["scores"], doc["systems"]["test-gru/raw"]["scores"]
     assert tuned["psds"] == raw["psds"]  # one set of probabilities, two smoothers
+    assert "Speech only" in table and tuned["speech"]["event_f1"] == tuned["event"]["per_class"]["speech"]["f1"]
+    silero = doc["systems"]["silero-vad/streaming"]["scores"]
+    assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     for name in ("event-roll.png", "per-class-f1.png"):
         assert (tmp_path / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -232,8 +235,8 @@ def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_pat
     after = OnnxModel(tuned_path).info
     assert after.smoother != before.smoother
     assert (after.labels, after.frontend, after.state_shapes) == (before.labels, before.frontend, before.state_shapes)
-    k_speech = after.labels.index("speech")  # no validation events: keeps the model's values
-    assert after.smoother.on_threshold[k_speech] == before.smoother.on_threshold[k_speech]
+    k_dog = after.labels.index("dog")  # no validation events: keeps the model's values
+    assert after.smoother.on_threshold[k_dog] == before.smoother.on_threshold[k_dog]
     for k in (after.labels.index("music"), after.labels.index("alarm")):
         assert after.smoother.on_threshold[k] in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         assert after.smoother.onset_lag_s[k] >= 0.0
