@@ -37,7 +37,8 @@ from .smoother import SmootherParams
 
 log = logging.getLogger(__name__)
 
-GRID_ON = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+GRID_ON = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""Low values included: rare, short classes (explosion) may never reach 0.5."""
 GRID_OFF_RATIO = (1.0, 0.75, 0.5)
 STAGE1_MIN_ON_S = 0.1
 STAGE1_MIN_OFF_S = 0.2

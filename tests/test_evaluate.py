@@ -14,7 +14,7 @@ from rttag.evaluate import (Detection, EvalError, FrameTiming, RefEvent, Split, 
                             merge_events, psds1, sed_scores, smooth, stream_file, stream_scores)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
-from rttag.tune import backdate, onset_lags
+from rttag.tune import GRID_ON, backdate, onset_lags
 from conftest import run_rttag, tone_bursts
 
 SR = 16000
@@ -238,7 +238,7 @@ def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_pat
     k_dog = after.labels.index("dog")  # no validation events: keeps the model's values
     assert after.smoother.on_threshold[k_dog] == before.smoother.on_threshold[k_dog]
     for k in (after.labels.index("music"), after.labels.index("alarm")):
-        assert after.smoother.on_threshold[k] in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        assert after.smoother.on_threshold[k] in GRID_ON
         assert after.smoother.onset_lag_s[k] >= 0.0
     assert onnx.load(str(tuned_path)).graph == onnx.load(str(model_path)).graph
     # The rewritten model runs through the pipeline.
