@@ -1,0 +1,121 @@
+"""Training-time augmentation on log-mel batches, in torch (cheap: no audio re-decoding).
+
+Features are ``log(mel_power + 1e-6)``; every acoustic change is applied to the mel power
+(``exp(x) − 1e-6``) and logged again, so the ``1e-6`` floor behaves as in real audio:
+
+* gain ±12 dB and a smooth random EQ curve (±6 dB) — recording level and microphone colour;
+* low-pass: a roll-off above a random mel bin (cheap microphones, codecs, distance);
+* reverberation: the mel power convolved over time with an exponentially decaying tail
+  (RT60 0.2–1.0 s, tail level −12…−3 dB);
+* background: stationary coloured noise at a random level under the chunk's median power;
+* mixing: another stream's chunk added in the power domain (−6…0 dB), labels united;
+* SpecAugment-style frequency masks and one short time mask.
+
+All operate on ``x`` ``[B, T, F]`` (float32 log-mel) and ``y`` ``[B, T, C]`` (0/1 targets).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_OFFSET = 1e-6
+DB = math.log(10.0) / 10.0
+"""Natural-log units per dB of power."""
+
+
+def _to_power(x: torch.Tensor) -> torch.Tensor:
+    return (x.exp() - LOG_OFFSET).clamp_min(0.0)
+
+
+def _to_log(p: torch.Tensor) -> torch.Tensor:
+    return (p + LOG_OFFSET).log()
+
+
+def _chance(b: int, p: float, device) -> torch.Tensor:
+    """Float mask ``[B, 1, 1]``: 1 for the streams picked with probability ``p``."""
+    return (torch.rand(b, 1, 1, device=device) < p).float()
+
+
+def colour(x: torch.Tensor, p_lowpass: float = 0.3) -> torch.Tensor:
+    """Gain, EQ and low-pass as one log-power offset ``[B, 1, F]`` (dB-scaled) per stream."""
+    b, _, f = x.shape
+    dev = x.device
+    bins = torch.linspace(0.0, 1.0, f, device=dev)
+    gain = (torch.rand(b, 1, device=dev) * 24.0 - 12.0)
+    eq = torch.zeros(b, f, device=dev)
+    for k in (1, 2, 3):
+        eq += torch.randn(b, 1, device=dev) * (3.0 / k) * torch.cos(math.pi * k * bins + torch.rand(b, 1, device=dev) * math.pi)
+    eq = eq.clamp(-6.0, 6.0)
+    cutoff = 0.4 + 0.55 * torch.rand(b, 1, device=dev)
+    slope = 40.0 + 160.0 * torch.rand(b, 1, device=dev)  # dB per unit of the mel axis
+    lowpass = -F.relu(bins - cutoff) * slope * _chance(b, p_lowpass, dev)[:, 0]
+    return ((gain + eq + lowpass) * DB).unsqueeze(1)
+
+
+def reverb(p: torch.Tensor, p_apply: float = 0.3, hop_s: float = 0.01, taps: int = 100) -> torch.Tensor:
+    """Mel power ``[B, T, F]`` plus a causal exponential tail (``taps`` frames long)."""
+    b, t, f = p.shape
+    dev = p.device
+    rt60 = 0.2 + 0.8 * torch.rand(b, 1, device=dev)
+    level = (-12.0 + 9.0 * torch.rand(b, 1, device=dev)) * DB
+    k = torch.arange(1, taps + 1, device=dev).float() * hop_s
+    tail = torch.exp(-6.9 * k / rt60)  # [B, taps], power decays 60 dB over rt60
+    tail = tail / tail.sum(1, keepdim=True) * level.exp()  # total tail energy = level
+    kernel = torch.cat([tail.flip(1), torch.zeros(b, 1, device=dev)], 1)  # causal: taps before t
+    kernel = kernel.repeat_interleave(f, 0).unsqueeze(1)  # [B*F, 1, taps+1]
+    sig = F.pad(p.transpose(1, 2).reshape(1, b * f, t), (taps, 0))
+    wet = F.conv1d(sig, kernel, groups=b * f).reshape(b, f, t).transpose(1, 2)
+    return p + wet * _chance(b, p_apply, dev)
+
+
+def background(p: torch.Tensor, p_apply: float = 0.4) -> torch.Tensor:
+    """Add stationary noise with a random spectral tilt, 30…5 dB below the chunk's median power."""
+    b, _, f = p.shape
+    dev = p.device
+    med = p.mean(-1).median(1).values.clamp_min(1e-8)  # [B]
+    rel = (-30.0 + 25.0 * torch.rand(b, device=dev)) * DB
+    tilt = torch.linspace(-1.0, 1.0, f, device=dev) * (torch.rand(b, 1, device=dev) * 20.0 - 10.0) * DB
+    noise = (med * rel.exp()).view(b, 1, 1) * tilt.exp().unsqueeze(1)
+    jitter = torch.exp(0.5 * torch.randn_like(p))  # noise-like frame-to-frame fluctuation
+    return p + noise * jitter * _chance(b, p_apply, dev)
+
+
+def mix(p: torch.Tensor, y: torch.Tensor, p_apply: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the power of the next stream's chunk (−6…0 dB) to a random subset; labels united."""
+    b = p.shape[0]
+    m = _chance(b, p_apply, p.device)
+    level = torch.exp((-6.0 * torch.rand(b, 1, 1, device=p.device)) * DB)
+    p2, y2 = p.roll(1, 0), y.roll(1, 0)
+    return p + m * level * p2, torch.maximum(y, m * y2)
+
+
+def masks(x: torch.Tensor, n_freq: int = 2, max_freq: int = 8, max_time: int = 15, p_apply: float = 0.5) -> torch.Tensor:
+    """Frequency masks (``n_freq`` × up to ``max_freq`` bins) and one time mask (≤ ``max_time``
+    frames), filled with the chunk's mean log-mel, on a random subset of streams."""
+    b, t, f = x.shape
+    dev = x.device
+    fill = x.mean((1, 2), keepdim=True)
+    hide = torch.zeros(b, t, f, dtype=torch.bool, device=dev)
+    fi = torch.arange(f, device=dev).view(1, 1, f)
+    ti = torch.arange(t, device=dev).view(1, t, 1)
+    for _ in range(n_freq):
+        w = torch.randint(0, max_freq + 1, (b, 1, 1), device=dev)
+        s = (torch.rand(b, 1, 1, device=dev) * (f - w)).long()
+        hide |= (fi >= s) & (fi < s + w)
+    w = torch.randint(0, max_time + 1, (b, 1, 1), device=dev)
+    s = (torch.rand(b, 1, 1, device=dev) * (t - w).clamp_min(1)).long()
+    hide |= (ti >= s) & (ti < s + w)
+    hide &= torch.rand(b, 1, 1, device=dev) < p_apply
+    return torch.where(hide, fill, x)
+
+
+def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full chain: ``x`` log-mel ``[B, T, F]``, ``y`` targets ``[B, T, C]`` → augmented pair."""
+    p = _to_power(x + colour(x))
+    p, y = mix(p, y)
+    p = reverb(p)
+    p = background(p)
+    return masks(_to_log(p)), y

@@ -1,0 +1,263 @@
+"""``rttag train --arch crnn|frame-mlp|context-cnn --data DIR``: train, validate, keep the best.
+
+Long-stream training (the state must stay healthy for hours): each epoch the training clips
+are shuffled and chained into ``--batch`` long streams (≈ train hours / batch each); the
+model runs over them in chunks of ``--chunk`` frames and its state is carried from chunk to
+chunk (truncated back-propagation through time) and across epochs (half the streams are reset
+at each epoch start, so the zero start state is trained too). The model thus sees its state
+after tens of minutes of input, not only after 10–30 s clips.
+
+Loss: binary cross-entropy with a per-class positive weight (√(negatives/positives), 1…10,
+so rare short classes do not vanish) and extra weight on the first 200 ms of every event
+(``--onset-weight``: onsets come earlier). Augmentation (rttag.train.augment): gain, EQ,
+low-pass, reverberation, background noise, mixing, SpecAugment masks.
+
+Validation each epoch on the validation split (other packages than training), chained as
+8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
+The best epoch's weights are kept; training stops after ``--patience`` epochs without
+improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
+that budget). At the end the smoother values are tuned on validation, test-split metrics are
+measured with them, and all of it goes into the checkpoint (``torch.load(weights_only=True)``
+readable: state_dict + a JSON-able config) and a learning-curve PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import LABELS
+from ..errors import RttagError
+from ..frontend import FrontendParams
+from . import augment, metrics
+from .features import SplitData, load_split
+from .models import ARCHS, build, n_params, zero_state
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MINUTES = {"crnn": 28.0, "context-cnn": 12.0, "frame-mlp": 10.0}
+MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Train an rttag model on a dataset built by 'rttag data build'."
+    parser.add_argument("--arch", required=True, choices=sorted(ARCHS))
+    parser.add_argument("--data", default="data", help="dataset directory (DCASE layout; default: data)")
+    parser.add_argument("-o", "--output", help="checkpoint to write (default: models/<arch>.pt)")
+    parser.add_argument("--hparams", default="{}", help="JSON model keyword arguments, e.g. '{\"hidden\": 96}'")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget in minutes "
+                        f"(default: {', '.join(f'{k} {v:g}' for k, v in DEFAULT_MINUTES.items())})")
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=6, help="epochs without validation improvement before stopping")
+    parser.add_argument("--batch", type=int, default=32, help="parallel training streams")
+    parser.add_argument("--chunk", type=int, default=500, help="frames per step (truncated BPTT length)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--onset-weight", type=float, default=2.0, help="extra loss weight on onset frames")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", help="model name in the metadata (default: the arch)")
+    parser.add_argument("--version", default="1")
+
+
+def train_streams(data: SplitData, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices ``[batch, L]``: the clips shuffled and chained into ``batch`` streams of
+    (nearly) equal length, trimmed to the shortest."""
+    streams, lengths = [[] for _ in range(batch)], np.zeros(batch, int)
+    for c in rng.permutation(len(data.clips)):
+        _, a, b = data.clips[c]
+        s = int(lengths.argmin())
+        streams[s].append(np.arange(a, b))
+        lengths[s] += b - a
+    n = int(lengths.min())
+    return np.stack([np.concatenate(s)[:n] for s in streams])
+
+
+def file_offsets(data: SplitData) -> np.ndarray:
+    """Frame offsets of the files ``[n_files + 1]``."""
+    return np.array([a for _, a, _ in data.clips] + [len(data.feats)])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data: SplitData, device: torch.device, n_streams: int = 8,
+            chunk: int = 4000) -> np.ndarray:
+    """Probabilities ``[N, C]`` for every frame of ``data``: the files in order, cut into
+    ``n_streams`` contiguous streams that each start from the zero state."""
+    model.eval()
+    bounds = np.linspace(0, len(data.clips), n_streams + 1).astype(int)
+    offs = file_offsets(data)
+    spans = [(offs[a], offs[b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    length = max(b - a for a, b in spans)
+    x = torch.zeros(len(spans), length, data.feats.shape[1])
+    for i, (a, b) in enumerate(spans):
+        x[i, : b - a] = torch.from_numpy(data.feats[a:b])
+    state = zero_state(model, len(spans), device)
+    out = []
+    for s in range(0, length, chunk):
+        logits, *state = model(x[:, s:s + chunk].to(device), *state)
+        out.append(torch.sigmoid(logits).cpu())
+    probs = torch.cat(out, 1).numpy()
+    return np.concatenate([probs[i, : b - a] for i, (a, b) in enumerate(spans)])
+
+
+def pos_weights(labels: np.ndarray) -> torch.Tensor:
+    """Per-class √(negatives / positives), clipped to [1, 10] ``[C]``."""
+    pos = labels.sum(0).astype(np.float64)
+    return torch.tensor(np.clip(np.sqrt((len(labels) - pos) / np.maximum(pos, 1)), 1.0, 10.0), dtype=torch.float32)
+
+
+def plot_curves(history: list[dict], path: Path, title: str) -> None:
+    """Learning curves (loss; validation mAP and macro frame-F1) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss (augmented)")
+    a.plot(ep, [h["val_loss"] for h in history], label="validation loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    b.plot(ep, [h["val_mAP"] for h in history], label="validation frame mAP")
+    b.plot(ep, [h["val_macro_f1"] for h in history], label="validation macro frame-F1")
+    b.set_xlabel("epoch")
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def val_loss(probs: np.ndarray, labels: np.ndarray, pw: torch.Tensor) -> float:
+    """Mean positive-weighted BCE of probabilities ``[N, C]`` against labels (no onset weight)."""
+    p = torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6)
+    y = torch.from_numpy(labels).float()
+    return float(-(pw * y * p.log() + (1 - y) * (1 - p).log()).mean())
+
+
+def run(args: argparse.Namespace) -> int:
+    t_start = time.time()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RttagError("--device cuda: torch sees no GPU")
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as exc:
+        raise RttagError(f"--hparams is not JSON: {exc}") from None
+    minutes = args.minutes or DEFAULT_MINUTES[args.arch]
+    output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    labels, params = list(LABELS), FrontendParams()
+
+    train, val = load_split(args.data, "train", labels, params), load_split(args.data, "validation", labels, params)
+    log.info("train %.2f h (%d files), validation %.2f h (%d files); device %s", train.hours, len(train.clips),
+             val.hours, len(val.clips), device)
+    try:
+        model = build(args.arch, hparams).to(device)
+    except TypeError as exc:
+        raise RttagError(f"--hparams does not fit {args.arch}: {exc}") from None
+    hparams = {k: v for k, v in vars(model).items() if False} or _full_hparams(model, hparams)
+    log.info("%s: %d parameters", args.arch, n_params(model))
+
+    feats = torch.from_numpy(train.feats)
+    targets = torch.from_numpy(train.labels)
+    onsets = torch.from_numpy(train.onsets)
+    pw = pos_weights(train.labels).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
+    budget = minutes * 60 - (time.time() - t_start)
+    t0, step = time.time(), 0
+    state = zero_state(model, args.batch, device)
+    history, best, bad = [], -1.0, 0
+    config = {"arch": args.arch, "hparams": hparams, "name": args.name or args.arch, "version": args.version,
+              "labels": labels, "frontend": params.to_dict()}
+    for epoch in range(1, args.max_epochs + 1):
+        model.train()
+        idx = train_streams(train, args.batch, rng)
+        keep = torch.from_numpy(rng.random(args.batch) < 0.5).to(device)
+        state = [torch.where(keep.view(-1, *[1] * (s.dim() - 1)), s, torch.zeros_like(s)) for s in state]
+        losses = []
+        for s in range(0, idx.shape[1] - args.chunk + 1, args.chunk):
+            done = (time.time() - t0) / budget
+            if done >= 1.0:
+                break
+            lr = args.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * done))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            i = torch.from_numpy(idx[:, s:s + args.chunk])
+            x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
+            if not args.no_augment:
+                x, y = augment.augment(x, y)
+            logits, *state = model(x, *state)
+            state = [t.detach() for t in state]
+            loss = F.binary_cross_entropy_with_logits(logits, y, weight=1 + args.onset_weight * o, pos_weight=pw)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+        if not losses:
+            break
+        probs = predict(model, val, device)
+        thr = metrics.best_thresholds(probs, val.labels)
+        m = metrics.frame_metrics(probs, val.labels, thr)
+        score = 0.5 * (m["mAP"] + m["macro_f1"])
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val.labels, pw.cpu()),
+                        "val_mAP": m["mAP"], "val_macro_f1": m["macro_f1"], "minutes": (time.time() - t_start) / 60})
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.3f, macro-F1 %.3f, %d steps, %.1f min",
+                 epoch, history[-1]["train_loss"], history[-1]["val_loss"], m["mAP"], m["macro_f1"], step,
+                 history[-1]["minutes"])
+        if score > best:
+            best, bad = score, 0
+            torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                        "config": dict(config, best_epoch=epoch)}, output)
+        else:
+            bad += 1
+        if bad >= args.patience or time.time() - t0 >= budget:
+            break
+
+    if not history:
+        raise RttagError("no training step ran: the time budget is too small or the train split too short")
+    ckpt = torch.load(output, map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    probs = predict(model, val, device)
+    smoother = metrics.smoother_block(probs, val.labels, file_offsets(val), params.frame_seconds)
+    thr = np.array(smoother["on_threshold"])
+    results = {"validation": metrics.frame_metrics(probs, val.labels, thr)}
+    try:
+        test = load_split(args.data, "test", labels, params)
+        results["test"] = metrics.frame_metrics(predict(model, test, device), test.labels, thr)
+    except RttagError as exc:
+        log.warning("no test metrics: %s", exc)
+    wall = time.time() - t_start
+    config.update(best_epoch=ckpt["config"]["best_epoch"], smoother=smoother, metrics=results, history=history,
+                  params=n_params(model), train={
+                      "command": "rttag train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
+                      else " ".join(shlex.quote(a) for a in sys.argv),
+                      "wall_minutes": round(wall / 60, 2), "epochs": len(history), "steps": step,
+                      "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
+                      "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
+                      "lr": args.lr, "onset_weight": args.onset_weight, "augment": not args.no_augment})
+    torch.save({"state_dict": ckpt["state_dict"], "config": config}, output)
+    curves = output.with_name(output.stem + "-curves.png")
+    plot_curves(history, curves, f"{config['name']} ({n_params(model)} parameters)")
+    log.info("best epoch %d; validation mAP %.3f macro-F1 %.3f%s; wrote %s and %s (%.1f min)",
+             config["best_epoch"], results["validation"]["mAP"], results["validation"]["macro_f1"],
+             "; test mAP %.3f macro-F1 %.3f" % (results["test"]["mAP"], results["test"]["macro_f1"]) if "test" in results else "",
+             output, curves, wall / 60)
+    return 0
