@@ -31,6 +31,7 @@ from torch import nn
 from .. import LABELS
 from ..errors import RttagError
 from ..frontend import FrontendParams, LogMelFrontend
+from .features import read_audio
 from .models import build, n_params, zero_state
 
 log = logging.getLogger(__name__)
@@ -109,19 +110,6 @@ def export_onnx(model: nn.Module, config: dict, output: str | Path) -> dict:
     onnx.checker.check_model(proto)
     onnx.save(proto, str(output))
     return meta
-
-
-def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples of an audio file at ``sample_rate`` Hz."""
-    import soundfile as sf
-    import soxr
-
-    try:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, OSError) as exc:
-        raise RttagError(f"cannot read audio {path}: {exc}") from None
-    x = x.mean(axis=1)
-    return x if sr == sample_rate else soxr.resample(x, sr, sample_rate).astype(np.float32)
 
 
 def parity(model: nn.Module, onnx_path: str | Path, feats: np.ndarray) -> float:

@@ -24,6 +24,7 @@ readable: state_dict + a JSON-able config) and a learning-curve PNG.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import math
@@ -111,6 +112,15 @@ def predict(model: torch.nn.Module, data: SplitData, device: torch.device, n_str
     return np.concatenate([probs[i, : b - a] for i, (a, b) in enumerate(spans)])
 
 
+def full_hparams(arch: str, given: dict) -> dict:
+    """``given`` plus the constructor defaults of ``arch`` (JSON-able), so a checkpoint stays
+    loadable if the defaults change."""
+    sig = inspect.signature(ARCHS[arch])
+    full = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    full.update(given)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+
+
 def pos_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-class √(negatives / positives), clipped to [1, 10] ``[C]``."""
     pos = labels.sum(0).astype(np.float64)
@@ -171,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         model = build(args.arch, hparams).to(device)
     except TypeError as exc:
         raise RttagError(f"--hparams does not fit {args.arch}: {exc}") from None
-    hparams = {k: v for k, v in vars(model).items() if False} or _full_hparams(model, hparams)
+    hparams = full_hparams(args.arch, hparams)
     log.info("%s: %d parameters", args.arch, n_params(model))
 
     feats = torch.from_numpy(train.feats)
