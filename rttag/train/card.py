@@ -1,0 +1,119 @@
+"""Model card from a checkpoint: ``python -m rttag.train.card models/crnn.pt [--drift drift.json]``.
+
+Writes ``models/<name>.md`` next to the checkpoint from what ``rttag train`` stored in its
+config (data, command, wall time, validation/test frame metrics, smoother block), the exported
+ONNX file's size and state tensors, and optionally a ``python -m rttag.train.drift`` report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import LABELS
+
+DESCRIPTION = {
+    "crnn": "Stateful CRNN (default model): in-graph level normalisation (running 4 s level average as "
+            "state) → three causal 3×3 conv blocks over (time, frequency), each caching its last 2 input "
+            "frames as state (60 ms look-back) → linear 128 → GRU 128 → per-class sigmoids, with a skip "
+            "read-out of the conv features added to the GRU's logits (fast onsets).",
+    "context-cnn": "Framewise baseline: in-graph level normalisation → the CRNN's causal conv front (same "
+                   "60 ms look-back, conv caches as state) → per-frame MLP (256-256) → per-class sigmoids. "
+                   "No recurrence.",
+    "frame-mlp": "Framewise baseline: in-graph level normalisation → per-frame MLP (384-384) on one log-mel "
+                 "frame → per-class sigmoids. Its only state is the running level average.",
+}
+LICENCE = ("Weights trained by the rttag project; released under the same terms as the rttag code. "
+           "The training recordings are the freely licensed Debian-packaged sounds fetched by "
+           "`rttag data build`; their packages and licences are listed in docs/DATASET.md.")
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_bytes: int, drift: dict | None,
+           name: str) -> str:
+    """The card's Markdown."""
+    tr, mt, sm = config.get("train", {}), config.get("metrics", {}), config["smoother"]
+    lines = [f"# {name} — rttag model card", "", DESCRIPTION.get(config["arch"], config["arch"]), "",
+             "| | |", "|---|---|",
+             f"| arch / version | `{config['arch']}` / {config.get('version', '1')} |",
+             f"| parameters | {config['params']:,} |",
+             f"| files | `models/{name}.onnx` ({onnx_bytes / 1e6:.2f} MB), `models/{name}.pt` ({pt_bytes / 1e6:.2f} MB) |"
+             if onnx_bytes else f"| files | `models/{name}.pt` ({pt_bytes / 1e6:.2f} MB) |",
+             "| input | `feats` float32 [B, T, 64] log-mel (16 kHz, n_fft 512, hop 160, 50–8000 Hz) |",
+             f"| output | `probs` float32 [B, T, {len(LABELS)}]: {', '.join(LABELS)} |"]
+    if onnx_meta:
+        st = onnx_meta["state"]
+        lines.append("| state | " + (", ".join(f"`{n}` {st['shapes'][n]}" for n in st["names"]) or "none") + " |")
+    lines += ["", "## Data", "",
+              f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
+              f"validation {tr.get('validation_hours', '?')} h (recordings from packages not used in training), "
+              "test split from packages seen in neither. Validation chose the epoch and the thresholds.", "",
+              "## Training", "", f"```sh\n{tr.get('command', 'rttag train --arch ' + config['arch'])}\n```", "",
+              f"Wall time {tr.get('wall_minutes', '?')} min on {tr.get('device', '?')} ({tr.get('threads', '?')} threads), "
+              f"{tr.get('epochs', '?')} epochs, best epoch {config.get('best_epoch', '?')}; "
+              f"{tr.get('batch', '?')} chained streams × {tr.get('chunk', '?')}-frame chunks with the state carried, "
+              f"lr {tr.get('lr', '?')}, onset weight {tr.get('onset_weight', '?')}, augmentation "
+              f"{'on' if tr.get('augment', True) else 'off'} (docs/TRAINING.md). Learning curves: "
+              f"[`{name}-curves.png`]({name}-curves.png).", "",
+              "## Frame-level metrics", "",
+              "Thresholds tuned per class on validation and applied unchanged to test (no smoother).", "",
+              "| split | mAP | macro-F1 | micro-F1 |", "|---|---|---|---|"]
+    for split in ("validation", "test"):
+        if split in mt:
+            m = mt[split]
+            lines.append(f"| {split} | {m['mAP']:.3f} | {m['macro_f1']:.3f} | {m['micro_f1']:.3f} |")
+    lines += ["", "| label | val AP | val F1 | test AP | test F1 | on | off | onset lag (s) |", "|---|---|---|---|---|---|---|---|"]
+    val, test = mt.get("validation", {}), mt.get("test", {})
+    for k, label in enumerate(LABELS):
+        lines.append(f"| {label} | {_fmt(val.get('ap', [None] * 10)[k])} | {_fmt(val.get('f1', [None] * 10)[k])} | "
+                     f"{_fmt(test.get('ap', [None] * 10)[k])} | {_fmt(test.get('f1', [None] * 10)[k])} | "
+                     f"{sm['on_threshold'][k]:.3f} | {sm['off_threshold'][k]:.3f} | {sm['onset_lag_s'][k]:.2f} |")
+    lines += ["", f"Smoother block (metadata): the on/off thresholds above, min_on_s {sm['min_on_s'][0]}, "
+              f"min_off_s {sm['min_off_s'][0]} for every class. Event-level figures through the streaming "
+              "pipeline: docs/EVALUATION.md (`rttag eval`)."]
+    if drift:
+        c, r = drift["chained"], drift["reset_per_file"]
+        lines += ["", "## Long-stream check", "",
+                  f"`python -m rttag.train.drift` — {drift['minutes']:.0f} min of chained test recordings, state never "
+                  f"reset; the first and the last {drift['window_min']:g}-minute windows hold the same recordings.", "",
+                  "| run | FP/min first window | FP/min last window | mean p (negatives) first → last |", "|---|---|---|---|",
+                  f"| state carried | {c['first']['fp_per_min']:.2f} | {c['last']['fp_per_min']:.2f} | "
+                  f"{c['first']['mean_p_negative']:.4f} → {c['last']['mean_p_negative']:.4f} |",
+                  f"| reset per recording | {r['first']['fp_per_min']:.2f} | {r['last']['fp_per_min']:.2f} | "
+                  f"{r['first']['mean_p_negative']:.4f} → {r['last']['mean_p_negative']:.4f} |", "",
+                  f"Result: **{'pass' if drift['pass'] else 'FAIL'}** (last window not worse than the first)."]
+    lines += ["", "## Licence", "", LICENCE, ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(prog="python -m rttag.train.card", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="checkpoint written by rttag train (models/NAME.pt)")
+    parser.add_argument("--drift", help="JSON report of python -m rttag.train.drift for this model")
+    args = parser.parse_args(argv)
+    pt = Path(args.checkpoint)
+    config = torch.load(pt, map_location="cpu", weights_only=True)["config"]
+    name = config.get("name", config["arch"])
+    onnx_path = pt.with_suffix(".onnx")
+    onnx_meta, onnx_bytes = None, None
+    if onnx_path.is_file():
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+        onnx_meta, onnx_bytes = json.loads(props["rttag"]), onnx_path.stat().st_size
+    drift = json.loads(Path(args.drift).read_text()) if args.drift else None
+    out = pt.with_suffix(".md")
+    out.write_text(render(config, onnx_meta, onnx_bytes, pt.stat().st_size, drift, name), encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
