@@ -1,0 +1,188 @@
+"""The vetted source list (``sources.tsv``): fetching, unpacking, reading and decoding.
+
+Packages are fetched with ``apt-get download`` (never installed) into ``CACHE/debs`` and
+unpacked with ``dpkg -x`` into ``CACHE/pkgs/PACKAGE``. A row's ``path`` is a file inside
+the package, a member of a zip archive (``A.zip!member``) or of a Qt resource file
+(``A.rcc!member``). Decoded recordings (16 kHz mono float32, silence trimmed) are cached as
+``CACHE/decoded/<key>.npy`` so a second build reads nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+import struct
+import subprocess
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RttagError
+
+SAMPLE_RATE = 16000
+TRIM_TOP_DB = 40.0
+"""Leading/trailing audio quieter than this many dB below the peak is trimmed."""
+MIN_SECONDS = 0.05
+
+
+class SourceError(RttagError):
+    """A package or recording cannot be fetched, unpacked or decoded."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One row of sources.tsv. duration_s: the raw file's duration (s)."""
+
+    package: str
+    path: str
+    label: str
+    split: str
+    licence: str
+    duration_s: float
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(f"{self.package}/{self.path}".encode()).hexdigest()[:16]
+
+
+def default_sources_tsv() -> Path:
+    """``../shared/data/sources.tsv`` beside the repository checkout."""
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "sources.tsv"
+
+
+def read_sources(tsv: Path) -> list[Source]:
+    if not tsv.is_file():
+        raise SourceError(f"source list not found: {tsv} (pass --sources)")
+    with open(tsv, newline="") as f:
+        return [Source(r["package"], r["path"], r["label"], r["split"], r["licence"], float(r["duration_s"] or 0))
+                for r in csv.DictReader(f, delimiter="\t")]
+
+
+def fetch_and_unpack(packages: list[str], cache: Path, progress) -> None:
+    """Make ``cache/pkgs/P`` exist for every package P (download and unpack what is missing)."""
+    debs, pkgs = cache / "debs", cache / "pkgs"
+    debs.mkdir(parents=True, exist_ok=True)
+    pkgs.mkdir(parents=True, exist_ok=True)
+    for pkg in progress(packages, desc="fetch+unpack", unit="pkg"):
+        if (pkgs / pkg).is_dir():
+            continue
+        found = sorted(debs.glob(f"{pkg}_*.deb"))
+        if not found:
+            if shutil.which("apt-get") is None:
+                raise SourceError("apt-get not found: rttag data build needs a Debian/Ubuntu system")
+            proc = subprocess.run(["apt-get", "download", pkg], cwd=debs, capture_output=True, text=True)
+            found = sorted(debs.glob(f"{pkg}_*.deb"))
+            if proc.returncode != 0 or not found:
+                msg = (proc.stderr.strip().splitlines() or ["no .deb appeared"])[-1]
+                raise SourceError(f"apt-get download {pkg} failed: {msg} (try 'apt-get update')")
+        tmp = pkgs / f"{pkg}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        proc = subprocess.run(["dpkg", "-x", str(found[-1]), str(tmp)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SourceError(f"dpkg -x {found[-1].name} failed: {proc.stderr.strip()[:200]}")
+        tmp.rename(pkgs / pkg)
+
+
+def _rcc_member(rcc: bytes, member: str) -> bytes:
+    """The bytes of ``member`` (a/b/c.ogg) inside a Qt ``.rcc`` resource file."""
+    if rcc[:4] != b"qres":
+        raise SourceError("not a Qt resource file")
+    version, tree, data, names = struct.unpack(">IIII", rcc[4:20])
+    node_size = 14 if version == 1 else 22
+
+    def name_at(off: int) -> str:
+        (n,) = struct.unpack(">H", rcc[names + off:names + off + 2])
+        return rcc[names + off + 6:names + off + 6 + 2 * n].decode("utf-16-be")
+
+    node = 0
+    for part in member.split("/"):
+        base = tree + node * node_size
+        _, flags, count, first = struct.unpack(">IHII", rcc[base:base + 14])
+        if not flags & 0x02:
+            raise SourceError(f"{member}: not found in resource file")
+        for child in range(first, first + count):
+            cbase = tree + child * node_size
+            (name_off,) = struct.unpack(">I", rcc[cbase:cbase + 4])
+            if name_at(name_off) == part:
+                node = child
+                break
+        else:
+            raise SourceError(f"{member}: not found in resource file")
+    base = tree + node * node_size
+    _, flags, _, _, offset = struct.unpack(">IHHHI", rcc[base:base + 14])
+    (size,) = struct.unpack(">I", rcc[data + offset:data + offset + 4])
+    blob = rcc[data + offset + 4:data + offset + 4 + size]
+    if flags & 0x01:
+        return zlib.decompress(blob[4:])
+    if flags & 0x04:
+        raise SourceError(f"{member}: zstd-compressed resource not supported")
+    return blob
+
+
+def read_bytes(src: Source, cache: Path) -> bytes:
+    """The encoded audio of ``src`` from the unpacked package."""
+    root = cache / "pkgs" / src.package
+    container, _, member = src.path.partition("!")
+    path = root / container
+    if not path.is_file():
+        raise SourceError(f"{src.package}: {container} not in the package")
+    if not member:
+        return path.read_bytes()
+    if container.endswith(".zip"):
+        with zipfile.ZipFile(path) as z:
+            return z.read(member)
+    if container.endswith(".rcc"):
+        return _rcc_member(path.read_bytes(), member)
+    raise SourceError(f"{src.path}: unknown container type")
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Encoded audio → float32 mono at 16 kHz, leading/trailing silence trimmed. ``[n]``."""
+    import librosa
+    import soundfile as sf
+
+    y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        y = librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    if len(y) and np.abs(y).max() > 0:
+        y, _ = librosa.effects.trim(y, top_db=TRIM_TOP_DB, frame_length=512, hop_length=128)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load_decoded(args: tuple[Source, Path]) -> tuple[str, np.ndarray | None, str]:
+    """Decoded audio of a source, from the cache or decoded now (and cached).
+
+    Returns ``(key, audio or None, problem)``; a file that cannot be decoded or is shorter
+    than 50 ms after trimming is skipped with the reason, not fatal.
+    """
+    src, cache = args
+    out = cache / "decoded" / f"{src.key}.npy"
+    if out.is_file():
+        return src.key, np.load(out), ""
+    try:
+        y = decode(read_bytes(src, cache))
+    except (SourceError, RuntimeError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        return src.key, None, f"{src.package}:{src.path}: {exc}"
+    if len(y) < MIN_SECONDS * SAMPLE_RATE:
+        return src.key, None, f"{src.package}:{src.path}: silent or too short"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npy")
+    np.save(tmp, y)
+    tmp.rename(out)
+    return src.key, y, ""
+
+
+def copyright_lines(package: str, cache: Path, limit: int = 3) -> list[str]:
+    """The first ``Copyright:`` holders of the package's debian/copyright."""
+    path = cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright"
+    if not path.is_file():
+        return []
+    lines = [l.split(":", 1)[1].strip() for l in path.read_text(errors="replace").splitlines()
+             if l.startswith("Copyright:")]
+    return lines[:limit]
