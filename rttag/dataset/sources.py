@@ -184,5 +184,5 @@ def copyright_lines(package: str, cache: Path, limit: int = 3) -> list[str]:
     if not path.is_file():
         return []
     lines = [l.split(":", 1)[1].strip() for l in path.read_text(errors="replace").splitlines()
-             if l.startswith("Copyright:")]
+             if l.startswith("Copyright:") and l.split(":", 1)[1].strip()]
     return lines[:limit]
