@@ -45,8 +45,11 @@ def default_input_device() -> Optional[int]:
     """Index of the system's default input device, or None when there is none (or no PortAudio)."""
     try:
         sd = import_sounddevice()
+    except AudioInputError:
+        return None
+    try:
         info = sd.query_devices(kind="input")
-    except (AudioInputError, ValueError, OSError):
+    except (ValueError, sd.PortAudioError):
         return None
     return int(info["index"]) if info and info.get("max_input_channels", 0) > 0 else None
 

@@ -89,7 +89,7 @@ def write_split(split: str, hours: float, seed: int, out: Path, workers: int, pr
     folder = out / "audio" / split
     folder.mkdir(parents=True, exist_ok=True)
     mean_s = float(np.mean(MixSettings().clip_s))
-    n_clips = max(1, int(np.ceil(hours * 3600 / mean_s)))
+    n_clips = max(1, int(np.ceil(1.03 * hours * 3600 / mean_s)))  # 3 % spare: at least `hours`
     rows, clips = [], []
     with get_context("fork").Pool(workers) as pool:
         jobs = [(split, i, seed) for i in range(n_clips)]
