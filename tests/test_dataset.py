@@ -1,0 +1,103 @@
+"""Dataset building without network: mixer placement and ratios, determinism, split rules,
+Qt resource reading."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from rttag.dataset.mixer import SR, MixSettings, Pool, mix, rms, scale_to_ebr
+from rttag.dataset.sources import Source, SourceError, _rcc_member
+from rttag.dataset.splits import VALIDATION_PACKAGES, assign
+
+QUIET = MixSettings(p_lowpass=0, p_highpass=0, p_reverb=0, p_speed=0, p_no_background=1.0,
+                    mix_dbfs=(-20, -20), ebr_db=(30.0, 30.0))
+
+
+def pools(value=0.5, seconds=0.5):
+    clip = np.full(int(seconds * SR), value, np.float32)
+    return {"door": Pool([clip], [("pkg", "door.wav")])}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_events_are_where_the_reference_says_to_the_sample(seed):
+    m = mix(pools(), Pool([], []), np.random.default_rng(seed), QUIET)
+    assert 1 <= len(m.events) <= 4 and {e[2] for e in m.events} == {"door"}
+    loud = np.abs(m.audio) > 10 * np.median(np.abs(m.audio))
+    for onset, offset, _ in m.events:
+        a, b = round(onset * SR), round(offset * SR)
+        assert loud[a] and loud[b - 1] and (a == 0 or not loud[a - 1] or any(
+            o[0] < onset < o[1] for o in m.events if o[0] != onset))
+        assert b - a == int(0.5 * SR) or b == len(m.audio)
+
+
+@pytest.mark.parametrize("ebr", [-5.0, 0.0, 12.0, 20.0])
+def test_event_to_background_ratio_is_as_asked(ebr):
+    rng = np.random.default_rng(0)
+    background = 0.01 * rng.standard_normal(SR).astype(np.float32)
+    tone = np.sign(np.sin(2 * np.pi * 440 * np.arange(SR) / SR) + 1e-9).astype(np.float32)  # |x| = 1: all active
+    scaled = scale_to_ebr(tone, rms(background), ebr)
+    assert 20 * np.log10(rms(scaled) / rms(background)) == pytest.approx(ebr, abs=0.05)
+
+
+def test_mix_is_deterministic_for_a_seed():
+    rng_clip = np.random.default_rng(1)
+    p = {"dog": Pool([rng_clip.standard_normal(4000).astype(np.float32)], [("p", "a")]),
+         "water": Pool([rng_clip.standard_normal(30000).astype(np.float32)], [("p", "b")])}
+    bg = Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])
+    a = mix(p, bg, np.random.default_rng([3, 1]))
+    b = mix(p, bg, np.random.default_rng([3, 1]))
+    c = mix(p, bg, np.random.default_rng([4, 1]))
+    assert np.array_equal(a.audio, b.audio) and a.events == b.events
+    assert not np.array_equal(a.audio[:1000], c.audio[:1000])
+    assert np.abs(a.audio).max() <= 0.99 and 10 * SR <= len(a.audio) <= 30 * SR
+
+
+def test_splits_never_share_sources_and_validation_packages_differ_from_train():
+    rows = [Source(pkg, f"{pkg}/{label}{i}.ogg", label, split, "GPL", 1.0)
+            for pkg, label, split in [("0ad-data", "music", "train"), ("widelands-data", "music", "train"),
+                                      ("hedgewars-data", "music", "test"), ("redeclipse-data", "speech", "train"),
+                                      ("ktuberling-data", "speech", "train"), ("hedgewars-data", "speech", "test")]
+            for i in range(3)]
+    s = assign(rows)
+    keys = {split: {x.path for srcs in d.values() for x in srcs} for split, d in s.items()}
+    assert not (keys["train"] & keys["validation"]) and not (keys["train"] & keys["test"])
+    assert not (keys["validation"] & keys["test"])
+    for label in ("music", "speech"):
+        train_pkgs = {x.package for x in s["train"][label]}
+        val_pkgs = {x.package for x in s["validation"][label]}
+        assert val_pkgs == VALIDATION_PACKAGES[label] and not (train_pkgs & val_pkgs)
+        assert not ({x.package for x in s["test"][label]} & train_pkgs)
+
+
+def make_rcc(files: dict, compress: set) -> bytes:
+    """A version-2 Qt resource file holding ``files`` (path → bytes) under one root."""
+    names, data, nodes = b"", b"", []
+
+    def name_off(n):
+        nonlocal names
+        off = len(names)
+        names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+        return off
+
+    # root dir (node 0) → dir "a" (node 1) → files (nodes 2..)
+    items = sorted(files.items())
+    nodes.append(struct.pack(">IHII", 0, 0x02, 1, 1) + b"\0" * 8)
+    nodes.append(struct.pack(">IHII", name_off("a"), 0x02, len(items), 2) + b"\0" * 8)
+    for path, blob in items:
+        flags = 0x01 if path in compress else 0
+        stored = struct.pack(">I", len(blob)) + zlib.compress(blob) if flags else blob
+        nodes.append(struct.pack(">IHHHI", name_off(path), flags, 0, 0, len(data)) + b"\0" * 8)
+        data += struct.pack(">I", len(stored)) + stored
+    tree = b"".join(nodes)
+    head = 20
+    return b"qres" + struct.pack(">IIII", 2, head, head + len(tree), head + len(tree) + len(data)) + tree + data + names
+
+
+def test_qt_resource_members_plain_and_compressed():
+    rcc = make_rcc({"x.ogg": b"plain bytes", "y.ogg": b"zipped " * 50}, compress={"y.ogg"})
+    assert _rcc_member(rcc, "a/x.ogg") == b"plain bytes"
+    assert _rcc_member(rcc, "a/y.ogg") == b"zipped " * 50
+    with pytest.raises(SourceError, match="not found"):
+        _rcc_member(rcc, "a/z.ogg")
