@@ -37,13 +37,15 @@ from .smoother import SmootherParams
 
 log = logging.getLogger(__name__)
 
-GRID_ON = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+GRID_ON = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Low values included: rare, short classes (explosion) may never reach 0.5."""
 GRID_OFF_RATIO = (1.0, 0.75, 0.5)
 STAGE1_MIN_ON_S = 0.1
 STAGE1_MIN_OFF_S = 0.2
 GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
-GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8)
+GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)
+"""Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
+delays offsets, so it reaches further."""
 FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
 
 
