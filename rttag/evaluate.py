@@ -673,8 +673,9 @@ def per_class_f1(path: Path, systems: dict) -> None:
         pc = s["scores"]["event"]["per_class"]
         xs = [i + (j - (len(keys) - 1) / 2) * width for i, label in enumerate(labels) if label in pc]
         ys = [pc[label]["f1"] or 0.0 for label in labels if label in pc]
-        ax.bar(xs, ys, width, label=f"{s['system']} / {s['smoother']}", color=cmap(j // 2 % 10),
-               hatch="//" if s["smoother"] == "raw" else None, edgecolor="white" if s["smoother"] == "raw" else None)
+        colour, raw = cmap(j // 2 % 10), s["smoother"] == "raw"
+        ax.bar(xs, ys, width, label=f"{s['system']} / {s['smoother']}", color=(*colour[:3], 0.35) if raw else colour,
+               hatch="//" if raw else None, edgecolor=colour)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels)
     ax.set_ylabel("event-based F1 (200 ms collar)")
