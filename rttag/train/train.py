@@ -41,6 +41,7 @@ from .. import LABELS
 from ..errors import RttagError
 from ..frontend import FrontendParams
 from . import augment, metrics
+from .export import load_checkpoint
 from .features import SplitData, load_split
 from .models import ARCHS, build, n_params, zero_state
 
@@ -70,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", help="model name in the metadata (default: the arch)")
     parser.add_argument("--version", default="1")
+    parser.add_argument("--init", help="checkpoint of the same arch to continue from (its weights, hparams, history "
+                        "and wall time carry over; the result is kept only where validation improves on it)")
 
 
 def train_streams(data: SplitData, batch: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,6 +122,13 @@ def full_hparams(arch: str, given: dict) -> dict:
     full = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
     full.update(given)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+
+
+def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device) -> float:
+    """Mean of validation frame mAP and macro frame-F1 (per-class best thresholds): the early-stopping score."""
+    probs = predict(model, val, device)
+    m = metrics.frame_metrics(probs, val.labels, metrics.best_thresholds(probs, val.labels))
+    return 0.5 * (m["mAP"] + m["macro_f1"])
 
 
 def pos_weights(labels: np.ndarray) -> torch.Tensor:
@@ -177,11 +187,18 @@ def run(args: argparse.Namespace) -> int:
     train, val = load_split(args.data, "train", labels, params), load_split(args.data, "validation", labels, params)
     log.info("train %.2f h (%d files), validation %.2f h (%d files); device %s", train.hours, len(train.clips),
              val.hours, len(val.clips), device)
-    try:
-        model = build(args.arch, hparams).to(device)
-    except TypeError as exc:
-        raise RttagError(f"--hparams does not fit {args.arch}: {exc}") from None
-    hparams = full_hparams(args.arch, hparams)
+    init = {}
+    if args.init:
+        model, init = load_checkpoint(args.init)
+        if init["arch"] != args.arch:
+            raise RttagError(f"--init {args.init} is a {init['arch']}, not a {args.arch}")
+        model, hparams = model.to(device), init["hparams"]
+    else:
+        try:
+            model = build(args.arch, hparams).to(device)
+        except TypeError as exc:
+            raise RttagError(f"--hparams does not fit {args.arch}: {exc}") from None
+        hparams = full_hparams(args.arch, hparams)
     log.info("%s: %d parameters", args.arch, n_params(model))
 
     feats = torch.from_numpy(train.feats)
@@ -192,10 +209,17 @@ def run(args: argparse.Namespace) -> int:
     budget = minutes * 60 - (time.time() - t_start)
     t0, step = time.time(), 0
     state = zero_state(model, args.batch, device)
-    history, best, bad = [], -1.0, 0
+    history, best, bad = list(init.get("history", [])), -1.0, 0
+    first = len(history) + 1
+    prior_minutes = init.get("train", {}).get("total_wall_minutes", 0.0)
     config = {"arch": args.arch, "hparams": hparams, "name": args.name or args.arch, "version": args.version,
               "labels": labels, "frontend": params.to_dict()}
-    for epoch in range(1, args.max_epochs + 1):
+    if init:  # the starting point is the one to beat
+        best = validation_score(model, val, device)
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "config": dict(config, best_epoch=init["best_epoch"])}, output)
+        log.info("continuing from %s (validation score %.3f, %d epochs)", args.init, best, len(history))
+    for epoch in range(first, first + args.max_epochs):
         model.train()
         idx = train_streams(train, args.batch, rng)
         keep = torch.from_numpy(rng.random(args.batch) < 0.5).to(device)
@@ -224,11 +248,11 @@ def run(args: argparse.Namespace) -> int:
         if not losses:
             break
         probs = predict(model, val, device)
-        thr = metrics.best_thresholds(probs, val.labels)
-        m = metrics.frame_metrics(probs, val.labels, thr)
+        m = metrics.frame_metrics(probs, val.labels, metrics.best_thresholds(probs, val.labels))
         score = 0.5 * (m["mAP"] + m["macro_f1"])
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val.labels, pw.cpu()),
-                        "val_mAP": m["mAP"], "val_macro_f1": m["macro_f1"], "minutes": (time.time() - t_start) / 60})
+                        "val_mAP": m["mAP"], "val_macro_f1": m["macro_f1"],
+                        "minutes": prior_minutes + (time.time() - t_start) / 60})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.3f, macro-F1 %.3f, %d steps, %.1f min",
                  epoch, history[-1]["train_loss"], history[-1]["val_loss"], m["mAP"], m["macro_f1"], step,
                  history[-1]["minutes"])
@@ -241,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         if bad >= args.patience or time.time() - t0 >= budget:
             break
 
-    if not history:
+    if len(history) < first:
         raise RttagError("no training step ran: the time budget is too small or the train split too short")
     ckpt = torch.load(output, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
@@ -259,7 +283,9 @@ def run(args: argparse.Namespace) -> int:
                   params=n_params(model), train={
                       "command": "rttag train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
                       else " ".join(shlex.quote(a) for a in sys.argv),
-                      "wall_minutes": round(wall / 60, 2), "epochs": len(history), "steps": step,
+                      "wall_minutes": round(wall / 60, 2), "total_wall_minutes": round(prior_minutes + wall / 60, 2),
+                      "epochs": len(history), "steps": step,
+                      "init": {k: init["train"].get(k) for k in ("command", "wall_minutes", "epochs", "init")} if init else None,
                       "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
                       "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
                       "lr": args.lr, "onset_weight": args.onset_weight, "augment": not args.no_augment})
