@@ -34,6 +34,16 @@ def _fmt(x) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _commands(train: dict) -> list[str]:
+    """The training commands, earliest stage first (a run continued with ``--init`` stores the
+    stage it started from in ``train.init``)."""
+    stages, t = [], train
+    while t:
+        stages.append(f"{t.get('command', '?')}    # {t.get('wall_minutes', '?')} min")
+        t = t.get("init")
+    return stages[::-1]
+
+
 def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_bytes: int, drift: dict | None,
            name: str) -> str:
     """The card's Markdown."""
@@ -53,8 +63,9 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
               f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
               f"validation {tr.get('validation_hours', '?')} h (recordings from packages not used in training), "
               "test split from packages seen in neither. Validation chose the epoch and the thresholds.", "",
-              "## Training", "", f"```sh\n{tr.get('command', 'rttag train --arch ' + config['arch'])}\n```", "",
-              f"Wall time {tr.get('wall_minutes', '?')} min on {tr.get('device', '?')} ({tr.get('threads', '?')} threads), "
+              "## Training", "", "```sh", *_commands(tr), "```", "",
+              f"Wall time {tr.get('total_wall_minutes', tr.get('wall_minutes', '?'))} min on {tr.get('device', '?')} "
+              f"({tr.get('threads', '?')} threads; the last stage {tr.get('wall_minutes', '?')} min), "
               f"{tr.get('epochs', '?')} epochs, best epoch {config.get('best_epoch', '?')}; "
               f"{tr.get('batch', '?')} chained streams × {tr.get('chunk', '?')}-frame chunks with the state carried, "
               f"lr {tr.get('lr', '?')}, onset weight {tr.get('onset_weight', '?')}, augmentation "
