@@ -43,7 +43,7 @@ GRID_OFF_RATIO = (1.0, 0.75, 0.5)
 STAGE1_MIN_ON_S = 0.1
 STAGE1_MIN_OFF_S = 0.2
 GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
-GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5)
+GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 """Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
 delays offsets, so it reaches further."""
 FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
