@@ -61,11 +61,12 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
         lines.append("| state | " + (", ".join(f"`{n}` {st['shapes'][n]}" for n in st["names"]) or "none") + " |")
     lines += ["", "## Data", "",
               f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
-              f"validation {tr.get('validation_hours', '?')} h (recordings from packages not used in training), "
-              "test split from packages seen in neither. Validation chose the epoch and the thresholds.", "",
+              f"validation {tr.get('validation_hours', '?')} h (packages not used in training for that label), test "
+              "1 h (packages shared with neither; docs/DATASET.md). Validation chose the epoch and the thresholds; "
+              "test was not looked at during training.", "",
               "## Training", "", "```sh", *_commands(tr), "```", "",
               f"Wall time {tr.get('total_wall_minutes', tr.get('wall_minutes', '?'))} min on {tr.get('device', '?')} "
-              f"({tr.get('threads', '?')} threads; the last stage {tr.get('wall_minutes', '?')} min), "
+              f"({tr.get('threads', '?')} thread(s); last stage {tr.get('wall_minutes', '?')} min), "
               f"{tr.get('epochs', '?')} epochs, best epoch {config.get('best_epoch', '?')}; "
               f"{tr.get('batch', '?')} chained streams × {tr.get('chunk', '?')}-frame chunks with the state carried, "
               f"lr {tr.get('lr', '?')}, onset weight {tr.get('onset_weight', '?')}, augmentation "
