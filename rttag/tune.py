@@ -10,9 +10,9 @@ smoother over them. Per class, a small grid in two stages:
 2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds.
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
-reference onset) over matched events (:func:`rttag.evaluate.match_onsets`), with no
-back-dating, never below 0 — and the events' onsets are back-dated by it before scoring
-(exactly what the smoother does with ``onset_lag_s``; ``at`` is untouched). A class keeps
+reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
+``MAX_LAG_S`` after the onset, with no back-dating, never below 0 — and the events' onsets
+are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``; ``at`` is untouched). A class keeps
 the setting with the best sed_eval event-based F1, then the best 1 s segment-based F1. A
 class without validation events keeps the model's values. The test split is refused.
 """
@@ -46,6 +46,8 @@ GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
 GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 """Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
 delays offsets, so it reaches further."""
+MAX_LAG_S = 1.0
+"""Longest onset delay (s) taken as reaction lag."""
 FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
 
 
@@ -67,11 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
     """Per label, the median (predicted onset − reference onset) over matched events, in s
-    (0 when nothing matched; never negative: the smoother only back-dates)."""
+    (0 when nothing matched; never negative: the smoother only back-dates). Matches placed
+    more than ``MAX_LAG_S`` after the reference onset are left out: they are late detections
+    inside long events, not the model's reaction lag, and a few of them on a small validation
+    split would otherwise back-date every event of the class by seconds."""
     diffs: dict[str, list[float]] = {label: [] for label in labels}
     for name in split.paths:
         for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
-            diffs[ref.label].append(det.onset - ref.onset)
+            if det.onset - ref.onset <= MAX_LAG_S:
+                diffs[ref.label].append(det.onset - ref.onset)
     return {label: max(0.0, float(np.median(d))) if d else 0.0 for label, d in diffs.items()}
 
 

@@ -172,6 +172,13 @@ def test_onset_lag_is_the_median_delay_of_matched_events():
     assert onset_lags(split, dets, ["dog", "bird", "water"]) == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
 
 
+def test_onset_lag_leaves_out_late_detections_inside_long_events():
+    split = split_of({"a.wav": [RefEvent(1, 9, "dog"), RefEvent(10, 18, "dog"), RefEvent(20, 21, "dog")]},
+                     {"a.wav": 25.0})
+    dets = {"a.wav": [Detection("dog", 4.0, 9, 4.1), Detection("dog", 13.5, 18, 13.6), Detection("dog", 20.2, 21, 20.3)]}
+    assert onset_lags(split, dets, ["dog"]) == pytest.approx({"dog": 0.2})
+
+
 # --------------------------------------------------------------- dataset loading
 
 
