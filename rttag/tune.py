@@ -12,9 +12,10 @@ smoother over them. Per class, a small grid in two stages:
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
 ``MAX_LAG_S`` after the onset, with no back-dating, never below 0 — and the events' onsets
-are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``; ``at`` is untouched). A class keeps
-the setting with the best sed_eval event-based F1, then the best 1 s segment-based F1. A
-class without validation events keeps the model's values. The test split is refused.
+are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``;
+``at`` is untouched). A class keeps the setting with the best sed_eval event-based F1, then
+the best 1 s segment-based F1. A class without validation events keeps the model's values.
+The test split is refused.
 """
 
 from __future__ import annotations
