@@ -211,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
     state = zero_state(model, args.batch, device)
     history, best, bad = list(init.get("history", [])), -1.0, 0
     first = len(history) + 1
-    prior_minutes = init.get("train", {}).get("total_wall_minutes", 0.0)
+    prior = init.get("train", {})
+    prior_minutes = prior.get("total_wall_minutes", prior.get("wall_minutes", 0.0))
     config = {"arch": args.arch, "hparams": hparams, "name": args.name or args.arch, "version": args.version,
               "labels": labels, "frontend": params.to_dict()}
     if init:  # the starting point is the one to beat
