@@ -101,3 +101,10 @@ def test_qt_resource_members_plain_and_compressed():
     assert _rcc_member(rcc, "a/y.ogg") == b"zipped " * 50
     with pytest.raises(SourceError, match="not found"):
         _rcc_member(rcc, "a/z.ogg")
+
+
+def test_unavailable_package_is_one_clear_error(tmp_path):
+    from rttag.dataset.sources import fetch_and_unpack
+
+    with pytest.raises(SourceError, match="apt-get download rttag-no-such-package failed"):
+        fetch_and_unpack(["rttag-no-such-package"], tmp_path, lambda it, **kw: it)
