@@ -44,6 +44,15 @@ def _commands(train: dict) -> list[str]:
     return stages[::-1]
 
 
+def _total_minutes(train: dict) -> float:
+    """Wall minutes of all stages (the sum over the ``train.init`` chain)."""
+    total, t = 0.0, train
+    while t:
+        total += float(t.get("wall_minutes") or 0.0)
+        t = t.get("init")
+    return total
+
+
 def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_bytes: int, drift: dict | None,
            name: str) -> str:
     """The card's Markdown."""
@@ -65,7 +74,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
               "1 h (packages shared with neither; docs/DATASET.md). Validation chose the epoch and the thresholds; "
               "test was not looked at during training.", "",
               "## Training", "", "```sh", *_commands(tr), "```", "",
-              f"Wall time {tr.get('total_wall_minutes', tr.get('wall_minutes', '?'))} min on {tr.get('device', '?')} "
+              f"Wall time {_total_minutes(tr):.1f} min in all on {tr.get('device', '?')} "
               f"({tr.get('threads', '?')} thread(s); last stage {tr.get('wall_minutes', '?')} min), "
               f"{tr.get('epochs', '?')} epochs, best epoch {config.get('best_epoch', '?')}; "
               f"{tr.get('batch', '?')} chained streams × {tr.get('chunk', '?')}-frame chunks with the state carried, "
