@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     lines = ["# demo.wav — attribution", "",
              "`demo.wav` (28 s, 16 kHz mono) is a mix made by `rttag data demo` of the recordings below,",
              "all from Debian packages on the test side of rttag's source list (never used for training).",
-             "It is distributed under the licences of its parts (GPL / CC-BY-SA as listed).", ""]
+             "It is distributed under the licences of its parts (GPL / CC-BY-SA as listed). Copyright",
+             "holders are those of each package's general `Files: *` stanza; per-file credits are in",
+             "the package's /usr/share/doc/PACKAGE/copyright.", ""]
     for label, pkg, path in dict.fromkeys(used):
         holders = "; ".join(copyright_lines(pkg, cache)) or "see the package's copyright file"
         lines.append(f"- {label}: Debian package `{pkg}`, `{path}` — licence {licences[(pkg, path)]}; "

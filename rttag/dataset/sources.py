@@ -179,10 +179,19 @@ def load_decoded(args: tuple[Source, Path]) -> tuple[str, np.ndarray | None, str
 
 
 def copyright_lines(package: str, cache: Path, limit: int = 3) -> list[str]:
-    """The first ``Copyright:`` holders of the package's debian/copyright."""
+    """Copyright holders of the package's main ``Files: *`` stanza (DEP-5 debian/copyright),
+    at most ``limit``; empty when the file has no such stanza."""
     path = cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright"
     if not path.is_file():
         return []
-    lines = [l.split(":", 1)[1].strip() for l in path.read_text(errors="replace").splitlines()
-             if l.startswith("Copyright:") and l.split(":", 1)[1].strip()]
-    return lines[:limit]
+    for stanza in path.read_text(errors="replace").split("\n\n"):
+        fields, key = {}, None
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t") and key:
+                fields[key].append(line.strip())
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = [value.strip()]
+        if fields.get("Files", [""])[0] == "*":
+            return [h for h in fields.get("Copyright", []) if h and h != "."][:limit]
+    return []
