@@ -10,6 +10,10 @@ through the same streaming path as ``rttag tag``:
   of audio, and its parts; ``rtf`` = wall time / audio time;
 * ``peak_rss_mb``  — peak resident memory of the subprocess.
 
+The external peer silero-vad (speech only; its ONNX file from the ``silero-vad`` package)
+is measured the same way where it is installed: per call of 512 samples (32 ms, so 3.2
+rttag frames) and CPU per second of audio.
+
 Figures depend on the machine and its load; compare the ratios printed beside them, which
 come from the same run.
 """
@@ -33,8 +37,8 @@ DEMO_WAV = Path(__file__).resolve().parent / "assets" / "demo.wav"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="crnn,frame-mlp,context-cnn",
-                        help="comma list of names in models/ or paths to .onnx files")
+    parser.add_argument("--models", default="crnn,frame-mlp,context-cnn,silero-vad",
+                        help="comma list of names in models/, paths to .onnx files, or silero-vad (the peer)")
     parser.add_argument("--audio", default=str(DEMO_WAV), help="audio file, repeated to --seconds")
     parser.add_argument("--seconds", type=float, default=120.0, help="seconds of audio per model")
     parser.add_argument("--calls", type=int, default=2000, help="timed single-frame calls per model")
@@ -129,7 +133,39 @@ def measure(model_path: str, audio: str, seconds: float, calls: int, providers: 
     }
 
 
+def measure_silero(audio: str, seconds: float, calls: int) -> dict:
+    """silero-vad figures in this process (CPU provider, one thread)."""
+    import soundfile as sf
+
+    from .silero_peer import CHUNK, SileroVad
+
+    t0 = time.perf_counter()
+    vad = SileroVad()
+    load_ms = (time.perf_counter() - t0) * 1e3
+    y, sr = sf.read(audio, dtype="float32", always_2d=True)
+    y = np.resize(y.mean(axis=1), int(seconds * sr))
+    short = y[: CHUNK * min(calls, len(y) // CHUNK)]
+    t = time.perf_counter()
+    vad.speech_probs([short])
+    call_s = (time.perf_counter() - t) / max(1, len(short) // CHUNK)
+    c0, t0 = _cpu(), time.perf_counter()
+    vad.speech_probs([y])
+    cpu, wall = _cpu() - c0, time.perf_counter() - t0
+    t = time.perf_counter()
+    vad.speech_probs([y[: 16 * CHUNK * 100]] * 16)
+    batch16 = 16 * 100 * 16 * CHUNK / sr / 0.01 / (time.perf_counter() - t)  # in 10 ms frames/s
+    audio_s = len(y) / sr
+    return {"model": "silero-vad", "arch": "peer", "params": 0, "provider": "CPUExecutionProvider",
+            "file_kb": round(vad.path.stat().st_size / 1024, 1), "load_ms": round(load_ms, 1),
+            "call_us_median": round(call_s * 1e6, 1), "call_us_p99": float("nan"), "batch16_fps": round(batch16),
+            "cpu_ms_per_s": {"pipeline": round(cpu / audio_s * 1e3, 2)}, "rtf": round(wall / audio_s, 4),
+            "audio_s": audio_s, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.worker == "silero-vad":
+        print(json.dumps(measure_silero(args.audio, args.seconds, args.calls)))
+        return 0
     if args.worker:
         print(json.dumps(measure(args.worker, args.audio, args.seconds, args.calls, args.providers)))
         return 0
@@ -137,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"bench: no audio file {args.audio}")
     results = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        path = _model_path(name)
+        path = name if name == "silero-vad" else _model_path(name)
         print(f"rttag bench: {name} …", file=sys.stderr)
         proc = subprocess.run([sys.executable, "-m", "rttag", "bench", "--worker", str(path), "--audio", args.audio,
                                "--seconds", str(args.seconds), "--calls", str(args.calls),

@@ -8,12 +8,13 @@ from conftest import run_rttag
 
 def test_bench_reports_every_figure(model_path, bursts_wav, tmp_path):
     out = tmp_path / "bench.json"
-    proc = run_rttag("bench", "--models", f"{model_path},{model_path}", "--audio", str(bursts_wav),
+    proc = run_rttag("bench", "--models", f"{model_path},{model_path},silero-vad", "--audio", str(bursts_wav),
                      "--seconds", "5", "--calls", "50", "--json", str(out))
     assert proc.returncode == 0, proc.stderr.decode()
     rows = json.loads(out.read_text())
-    assert len(rows) == 2 and proc.stdout.decode().splitlines()[0].startswith("model")
-    for r in rows:
+    assert len(rows) == 3 and proc.stdout.decode().splitlines()[0].startswith("model")
+    assert rows[2]["model"] == "silero-vad" and rows[2]["cpu_ms_per_s"]["pipeline"] > 0
+    for r in rows[:2]:
         assert r["audio_s"] == 5.0 and r["provider"] == "CPUExecutionProvider"
         assert r["call_us_median"] > 0 and r["peak_rss_mb"] > 0 and r["batch16_fps"] > 0
         assert set(r["cpu_ms_per_s"]) == {"pipeline", "frontend", "model", "smoother"}
