@@ -94,9 +94,16 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
         lines.append(f"| {label} | {_fmt(val.get('ap', [None] * 10)[k])} | {_fmt(val.get('f1', [None] * 10)[k])} | "
                      f"{_fmt(test.get('ap', [None] * 10)[k])} | {_fmt(test.get('f1', [None] * 10)[k])} | "
                      f"{sm['on_threshold'][k]:.3f} | {sm['off_threshold'][k]:.3f} | {sm['onset_lag_s'][k]:.2f} |")
-    lines += ["", f"Smoother block (metadata): the on/off thresholds above, min_on_s {sm['min_on_s'][0]}, "
-              f"min_off_s {sm['min_off_s'][0]} for every class. Event-level figures through the streaming "
-              "pipeline: docs/EVALUATION.md (`rttag eval`)."]
+    lines += ["", f"Initial smoother block from training (validation): the on/off thresholds and onset lags above, "
+              f"min_on_s {sm['min_on_s'][0]}, min_off_s {sm['min_off_s'][0]} for every class."]
+    shipped = onnx_meta["smoother"] if onnx_meta else sm
+    if shipped != sm:
+        lines += ["The shipped ONNX carries a block re-tuned on validation with the real smoother (`rttag tune`):", "",
+                  "| label | on | off | min_on_s | min_off_s | onset_lag_s |", "|---|---|---|---|---|---|"]
+        lines += [f"| {label} | " + " | ".join(f"{shipped[k][i]:g}" for k in
+                  ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")) + " |"
+                  for i, label in enumerate(LABELS)]
+    lines += ["", "Event-level figures through the streaming pipeline: docs/EVALUATION.md (`rttag eval`)."]
     if drift:
         c, r = drift["chained"], drift["reset_per_file"]
         lines += ["", "## Long-stream check", "",
@@ -107,7 +114,8 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
                   f"{c['first']['mean_p_negative']:.4f} → {c['last']['mean_p_negative']:.4f} |",
                   f"| reset per recording | {r['first']['fp_per_min']:.2f} | {r['last']['fp_per_min']:.2f} | "
                   f"{r['first']['mean_p_negative']:.4f} → {r['last']['mean_p_negative']:.4f} |", "",
-                  f"Result: **{'pass' if drift['pass'] else 'FAIL'}** (last window not worse than the first)."]
+                  f"Result: **{'pass' if drift['pass'] else 'FAIL'}** (last window not worse than the first), with "
+                  + ("the shipped smoother block." if drift.get("smoother") == shipped else "the initial smoother block.")]
     lines += ["", "## Licence", "", LICENCE, ""]
     return "\n".join(lines)
 

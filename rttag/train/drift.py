@@ -22,6 +22,7 @@ Exit status 1 when the last window has more false positives per minute than the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -146,7 +147,8 @@ def check(model_path: str, data: str, minutes: float, window: float) -> dict:
         runs[mode]["first"] = window_stats(fps, probs, negative, timing, 0.0, 60 * window)
         runs[mode]["last"] = window_stats(fps, probs, negative, timing, replay_s, replay_s + 60 * window)
     first, last = runs["chained"]["first"], runs["chained"]["last"]
-    return {"model": str(model_path), "name": info.name, "minutes": round(total_s / 60, 2), "window_min": window,
+    return {"model": str(model_path), "name": info.name, "smoother": dataclasses.asdict(info.smoother),
+            "minutes": round(total_s / 60, 2), "window_min": window,
             "recordings": len(order), "same_audio_in_first_and_last_window": True, **runs,
             "pass": last["fp_per_min"] <= first["fp_per_min"]}
 
