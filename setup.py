@@ -24,7 +24,8 @@ setup(
     extras_require={
         "train": ["torch>=2.3", "onnx>=1.16", "onnxscript", "matplotlib>=3.7", "tqdm"],
         # sed_eval needs dcase_util, which imports pkg_resources (gone from setuptools 81 on)
-        "eval": ["sed_eval>=0.2.1", "sed_scores_eval>=0.0.4", "matplotlib>=3.7", "setuptools<81"],
+        # and sed_scores_eval's Cython code fails on pandas 3's read-only (copy-on-write) arrays
+        "eval": ["sed_eval>=0.2.1", "sed_scores_eval>=0.0.4", "matplotlib>=3.7", "setuptools<81", "pandas<3"],
         "dev": ["pytest>=8", "hypothesis>=6", "jsonschema>=4", "onnx>=1.16"],
     },
     entry_points={"console_scripts": ["rttag=rttag.cli:main"]},
