@@ -83,16 +83,16 @@ def measure(model_path: str, audio: str, seconds: float, calls: int, providers: 
 
     state = model.zero_state(1)
     per_call = np.empty(min(calls, len(feats)))
-    c0 = _cpu()
-    for i in range(len(per_call)):
-        t = time.perf_counter()
-        _, state = model.step(feats[None, i:i + 1], state)
-        per_call[i] = time.perf_counter() - t
     probs = []
-    for i in range(len(per_call), len(feats)):
+    c0 = _cpu()
+    for i in range(len(feats)):
+        t = time.perf_counter()
         p, state = model.step(feats[None, i:i + 1], state)
+        if i < len(per_call):
+            per_call[i] = time.perf_counter() - t
         probs.append(p[0])
     model_cpu = _cpu() - c0
+    all_probs = np.concatenate(probs)
 
     state16 = model.zero_state(16)
     n16 = min(500, len(feats))
@@ -102,7 +102,6 @@ def measure(model_path: str, audio: str, seconds: float, calls: int, providers: 
         _, state16 = model.step(batch[:, i:i + 1], state16)
     batch16_fps = 16 * n16 / (time.perf_counter() - t)
 
-    all_probs = np.concatenate([model.step(feats[None, :len(per_call)], model.zero_state(1))[0][0], *probs])
     smoother = Smoother(info.labels, info.smoother, "bench", fp.hop_length / sr, 0.0, 0.0)
     c0 = _cpu()
     n_events = sum(1 for _ in smoother.update(all_probs))

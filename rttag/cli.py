@@ -128,7 +128,7 @@ def _run_streams(args, sources_factory) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         for source in sources_factory(conf, model.info.frontend.sample_rate):
-            for note in getattr(source, "notes", lambda: [])():
+            for note in source.notes():
                 log.warning("%s", note)
             pipeline.run(source, stream=conf.stream)
             if pipeline.stop_requested.is_set():
