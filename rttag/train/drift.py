@@ -34,24 +34,12 @@ from ..errors import RttagError
 from ..evaluate import FrameTiming, load_split, smooth
 from ..frontend import LogMelFrontend
 from ..runtime import OnnxModel
+from .features import read_audio
 
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 1000
 """Frames per model call (10 s); the contract makes the result independent of this."""
-
-
-def read_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples at ``sample_rate`` Hz."""
-    import soundfile as sf
-
-    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
-    if sr != sample_rate:
-        import soxr
-
-        x = soxr.resample(x, sr, sample_rate).astype(np.float32)
-    return x
 
 
 def chain_order(durations: dict[str, float], minutes: float, window: float) -> tuple[list[str], int]:
@@ -122,7 +110,7 @@ def check(model_path: str, data: str, minutes: float, window: float) -> dict:
     # Each recording padded with silence to a whole number of hops (< 10 ms), so every
     # recording starts on the frame grid and its replay yields the very same frames.
     signals = [np.pad(x, (0, -len(x) % hop)) for x in
-               (read_mono(split.paths[n], info.frontend.sample_rate) for n in order)]
+               (read_audio(split.paths[n], info.frontend.sample_rate) for n in order)]
     starts = np.cumsum([0] + [len(x) for x in signals]) / info.frontend.sample_rate
     total_s = float(starts[-1])
     reference = [(s + e.onset, s + e.offset, e.label) for s, n in zip(starts, order) for e in split.reference[n]]
