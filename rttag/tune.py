@@ -14,8 +14,11 @@ reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) place
 ``MAX_LAG_S`` after the onset, with no back-dating, never below 0 — and the events' onsets
 are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``;
 ``at`` is untouched). A class keeps the setting with the best sed_eval event-based F1, then
-the best 1 s segment-based F1. A class without validation events keeps the model's values.
-The test split is refused.
+the best 1 s segment-based F1, among the settings whose median decision latency on the
+class's matched validation events (``at`` − reference onset) is within ``--max-latency``
+(default 0.25 s); only when no setting that detects anything meets the budget does the class
+fall back to the best one regardless of latency (the report says so). A class without
+validation events keeps the model's values. The test split is refused.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
 GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 """Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
 delays offsets, so it reaches further."""
+MAX_LATENCY_S = 0.25
+"""Default decision-latency budget (s) per class: median ``at`` − reference onset."""
 MAX_LAG_S = 1.0
 """Longest onset delay (s) taken as reaction lag."""
 FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
@@ -66,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    parser.add_argument("--max-latency", type=float, default=MAX_LATENCY_S, metavar="S",
+                        help="per-class budget for the median decision latency on validation, s "
+                        f"(default {MAX_LATENCY_S:g}; a large value turns it off)")
 
 
 def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
@@ -89,30 +97,45 @@ def backdate(detections: dict[str, list[Detection]], lags: dict[str, float]) -> 
             for name, dets in detections.items()}
 
 
+def decision_latencies(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
+    """Per label, the median decision latency (``at`` − reference onset, s) over the matched
+    events (:func:`rttag.evaluate.match_onsets`); NaN when nothing matched."""
+    lat: dict[str, list[float]] = {label: [] for label in labels}
+    for name in split.paths:
+        for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
+            lat[ref.label].append(det.at - ref.onset)
+    return {label: float(np.median(v)) if v else float("nan") for label, v in lat.items()}
+
+
 def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, params: SmootherParams):
-    """Per-class (event F1, segment F1) and lags for one setting (the lag measured, then applied)."""
+    """Per class (event F1, segment F1, median decision latency) and lags for one setting
+    (the lag measured, then applied)."""
     dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
     lags = onset_lags(split, dets, labels)
+    latency = decision_latencies(split, dets, labels)
     scores = sed_scores(split, backdate(dets, lags), labels)
     per_class = {label: (scores["event"]["per_class"][label]["f1"] or 0.0,
-                         scores["segment"]["per_class"][label]["f1"] or 0.0) for label in labels}
+                         scores["segment"]["per_class"][label]["f1"] or 0.0, latency[label]) for label in labels}
     return per_class, lags
 
 
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
-           fallback: SmootherParams) -> tuple[SmootherParams, dict]:
+           fallback: SmootherParams, max_latency_s: float = MAX_LATENCY_S) -> tuple[SmootherParams, dict]:
     """The per-class grid search (see the module docstring). Returns the chosen parameters
     and, per label, what the choice scored on ``split`` (``event_f1``, ``segment_f1``,
-    ``n_ref``, ``tuned``: False when the class had no events and kept ``fallback``)."""
+    ``latency_s``: median decision latency, ``within_budget``, ``n_ref``, ``tuned``: False
+    when the class had no events and kept ``fallback``)."""
     n = len(labels)
-    best = {label: ((-1.0, -1.0), None) for label in labels}
+    best = {label: ((False, -1.0, -1.0), None, float("nan")) for label in labels}
 
     def consider(values_by_label: dict[str, tuple]) -> None:
         params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)), (0.0,) * n)
         per_class, lags = _score(split, runs, labels, timing, params)
         for label in labels:
-            if per_class[label] > best[label][0]:
-                best[label] = (per_class[label], (*values_by_label[label], lags[label]))
+            ev_f1, seg_f1, latency = per_class[label]
+            key = (ev_f1 > 0 and latency <= max_latency_s, ev_f1, seg_f1)
+            if key > best[label][0]:
+                best[label] = (key, (*values_by_label[label], lags[label]), latency)
 
     t0 = time.perf_counter()
     for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
@@ -127,13 +150,14 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
     chosen, report = {f: [] for f in FIELDS}, {}
     for k, label in enumerate(labels):
-        (ev_f1, seg_f1), values = best[label]
+        (within, ev_f1, seg_f1), values, latency = best[label]
         tuned = n_ref[label] > 0
         if not tuned:
             values = tuple(getattr(fallback, f)[k] for f in FIELDS)
         for f, v in zip(FIELDS, values):
             chosen[f].append(round(float(v), 4))
-        report[label] = {"event_f1": ev_f1, "segment_f1": seg_f1, "n_ref": n_ref[label], "tuned": tuned}
+        report[label] = {"event_f1": ev_f1, "segment_f1": seg_f1, "latency_s": None if np.isnan(latency) else latency,
+                         "within_budget": within, "n_ref": n_ref[label], "tuned": tuned}
     return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report
 
 
@@ -156,13 +180,15 @@ def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
 
 def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -> str:
     """The chosen settings as a Markdown table (one row per label)."""
-    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | val event F1 | val segment F1 | val events |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | val event F1 | val segment F1 "
+             "| val latency (s) | val events |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for k, label in enumerate(labels):
         r = report[label]
         note = "" if r["tuned"] else " (no events: kept)"
+        latency = "—" if r["latency_s"] is None else f"{r['latency_s']:.2f}" + ("" if r["within_budget"] else " (over budget)")
         lines.append(f"| {label}{note} | " + " | ".join(f"{getattr(params, f)[k]:g}" for f in FIELDS)
-                     + f" | {r['event_f1']:.3f} | {r['segment_f1']:.3f} | {r['n_ref']} |")
+                     + f" | {r['event_f1']:.3f} | {r['segment_f1']:.3f} | {latency} | {r['n_ref']} |")
     return "\n".join(lines)
 
 
@@ -181,7 +207,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     runs = run_model(model, split, info.smoother)
     log.info("model pass: %.0f s", time.perf_counter() - t0)
-    params, report = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother)
+    params, report = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
+                            max_latency_s=args.max_latency)
     print(format_choice(info.labels, params, report))
     if args.dry_run:
         return 0

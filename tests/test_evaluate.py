@@ -10,11 +10,12 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from rttag.evaluate import (Detection, EvalError, FrameTiming, RefEvent, Split, load_split, match_onsets,
+from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
                             merge_events, psds1, sed_scores, smooth, stream_file, stream_scores)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
-from rttag.tune import GRID_ON, backdate, onset_lags
+from rttag.frontend import FrontendParams
+from rttag.tune import GRID_ON, backdate, choose, onset_lags
 from conftest import run_rttag, tone_bursts
 
 SR = 16000
@@ -228,6 +229,32 @@ def test_eval_command_errors_are_one_line(dataset, tmp_path):
     proc = run_rttag("eval", "--data", str(tmp_path), "--models", "no-such-model")
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1 and err[0].startswith("rttag: error: no model")
+
+
+def test_tune_keeps_the_latency_budget_unless_nothing_meets_it():
+    """Three 3 s dog events the model tracks exactly, and four 150 ms blips. A 0.2 s minimum
+    duration removes the blips (event F1 1.0) but decides 0.2 s late; with min_on_s ≤ 0.1 the
+    blips stay (F1 0.6). The latency budget decides which one the tuner takes."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events, blips = 20.0, [(2.0, 5.0), (8.0, 11.0), (14.0, 17.0)], [0.5, 6.5, 12.5, 18.5]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    p = np.full(len(centres), 0.01, np.float32)
+    for a, b in events:
+        p[(centres >= a) & (centres < b)] = 0.99
+    for a in blips:
+        p[(centres >= a) & (centres < a + 0.15)] = 0.99
+    split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
+    runs = {"a.wav": FileRun(p[:, None], [], duration)}
+    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,))
+    fast, fast_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15)
+    assert fast.min_on_s[0] <= 0.1 and fast_report["dog"]["within_budget"]
+    assert fast_report["dog"]["latency_s"] <= 0.15 and fast_report["dog"]["event_f1"] == pytest.approx(0.6)
+    slow, slow_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=10.0)
+    assert slow.min_on_s[0] >= 0.2 and slow_report["dog"]["event_f1"] == pytest.approx(1.0)
+    assert slow_report["dog"]["latency_s"] > 0.15
+    # A budget nothing meets: the best setting regardless of latency, flagged as over budget.
+    none, none_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0)
+    assert none_report["dog"]["event_f1"] == pytest.approx(1.0) and not none_report["dog"]["within_budget"]
 
 
 def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):

@@ -9,6 +9,8 @@ Features are ``log(mel_power + 1e-6)``; every acoustic change is applied to the 
   (RT60 0.2–1.0 s, tail level −12…−3 dB);
 * background: stationary coloured noise at a random level under the chunk's median power;
 * mixing: another stream's chunk added in the power domain (−6…0 dB), labels united;
+* pitch: the mel axis shifted by up to ±3 bins (≈ ±15 % in frequency), edge bins repeated —
+  another bark, siren or voice than the few the training set holds;
 * SpecAugment-style frequency masks and one short time mask.
 
 All operate on ``x`` ``[B, T, F]`` (float32 log-mel) and ``y`` ``[B, T, C]`` (0/1 targets).
@@ -92,6 +94,17 @@ def mix(p: torch.Tensor, y: torch.Tensor, p_apply: float = 0.3) -> tuple[torch.T
     return p + m * level * p2, torch.maximum(y, m * y2)
 
 
+def pitch(x: torch.Tensor, max_bins: int = 3, p_apply: float = 0.5) -> torch.Tensor:
+    """Shift log-mel ``[B, T, F]`` along the mel axis by a random whole number of bins in
+    ``[-max_bins, max_bins]`` (a pitch / formant shift of roughly 5 % per bin), repeating the
+    edge bin into the vacated ones, on a random subset of streams."""
+    b, t, f = x.shape
+    dev = x.device
+    s = torch.randint(-max_bins, max_bins + 1, (b, 1), device=dev) * (torch.rand(b, 1, device=dev) < p_apply)
+    idx = (torch.arange(f, device=dev).view(1, f) - s).clamp(0, f - 1)  # [B, F]
+    return torch.gather(x, 2, idx.unsqueeze(1).expand(b, t, f))
+
+
 def masks(x: torch.Tensor, n_freq: int = 2, max_freq: int = 8, max_time: int = 15, p_apply: float = 0.5) -> torch.Tensor:
     """Frequency masks (``n_freq`` × up to ``max_freq`` bins) and one time mask (≤ ``max_time``
     frames), filled with the chunk's mean log-mel, on a random subset of streams."""
@@ -114,6 +127,7 @@ def masks(x: torch.Tensor, n_freq: int = 2, max_freq: int = 8, max_time: int = 1
 
 def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The full chain: ``x`` log-mel ``[B, T, F]``, ``y`` targets ``[B, T, C]`` → augmented pair."""
+    x = pitch(x)
     p = _to_power(x + colour(x))
     p, y = mix(p, y)
     p = reverb(p)
