@@ -122,9 +122,42 @@ def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
     return out
 
 
+def read_reference(tsv: Path, labels: Optional[Sequence[str]] = None,
+                   files: Optional[Sequence[str]] = None) -> dict[str, list[RefEvent]]:
+    """The events of a DCASE metadata TSV (``filename onset offset event_label``; a row with
+    an empty label = a file without events) by file name, in file order, not merged.
+
+    ``labels``: when given, a label outside it is an error; ``files``: when given, a file name
+    outside it is an error. Events with ``offset <= onset`` are dropped.
+    """
+    events: dict[str, list[RefEvent]] = defaultdict(list)
+    known = None if files is None else set(files)
+    with tsv.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        missing = {"filename", "onset", "offset", "event_label"} - set(reader.fieldnames or ())
+        if missing:
+            raise EvalError(f"{tsv}: header lacks {', '.join(sorted(missing))}")
+        for n, row in enumerate(reader, start=2):
+            name = row["filename"]
+            if known is not None and name not in known:
+                raise EvalError(f"{tsv}:{n}: {name} is not in {tsv.parent.parent / 'audio' / tsv.stem}")
+            if not row["event_label"]:
+                events.setdefault(name, [])
+                continue
+            try:
+                onset, offset = float(row["onset"]), float(row["offset"])
+            except ValueError:
+                raise EvalError(f"{tsv}:{n}: onset/offset are not numbers") from None
+            if labels is not None and row["event_label"] not in labels:
+                raise EvalError(f"{tsv}:{n}: label {row['event_label']!r} is not one of {', '.join(labels)}")
+            if offset > onset:
+                events[name].append(RefEvent(onset, offset, row["event_label"]))
+    return dict(events)
+
+
 def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]] = None) -> Split:
-    """Read ``DIR/metadata/SPLIT.tsv`` (``filename onset offset event_label``, a row with an
-    empty label = a file without events) and the audio files of ``DIR/audio/SPLIT``.
+    """Read ``DIR/metadata/SPLIT.tsv`` (see :func:`read_reference`) and the audio files of
+    ``DIR/audio/SPLIT``.
 
     Every audio file in the folder is evaluated (those absent from the TSV have no events).
     ``labels``: when given, a label outside it is an error.
@@ -142,26 +175,7 @@ def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]]
              if p.suffix.lower() in AUDIO_SUFFIXES}
     if not paths:
         raise EvalError(f"{audio_dir} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    events: dict[str, list[RefEvent]] = defaultdict(list)
-    with tsv.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        missing = {"filename", "onset", "offset", "event_label"} - set(reader.fieldnames or ())
-        if missing:
-            raise EvalError(f"{tsv}: header lacks {', '.join(sorted(missing))}")
-        for n, row in enumerate(reader, start=2):
-            name = row["filename"]
-            if name not in paths:
-                raise EvalError(f"{tsv}:{n}: {name} is not in {audio_dir}")
-            if not row["event_label"]:
-                continue
-            try:
-                onset, offset = float(row["onset"]), float(row["offset"])
-            except ValueError:
-                raise EvalError(f"{tsv}:{n}: onset/offset are not numbers") from None
-            if labels is not None and row["event_label"] not in labels:
-                raise EvalError(f"{tsv}:{n}: label {row['event_label']!r} is not one of {', '.join(labels)}")
-            if offset > onset:
-                events[name].append(RefEvent(onset, offset, row["event_label"]))
+    events = read_reference(tsv, labels, list(paths))
     durations = {}
     for name, p in paths.items():
         try:

@@ -13,7 +13,6 @@ directory, split, frontend parameters, file names/sizes/mtimes), so they are com
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RttagError
+from ..evaluate import read_reference
 from ..frontend import FrontendParams, LogMelFrontend
 
 log = logging.getLogger(__name__)
@@ -65,18 +65,10 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def read_events(tsv: Path, labels: list[str]) -> dict[str, list[tuple[float, float, int]]]:
-    """Reference events per file name from a DCASE metadata TSV (unknown labels are an error)."""
-    events: dict[str, list] = {}
-    with open(tsv, newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if not row.get("event_label"):
-                events.setdefault(row["filename"], [])
-                continue
-            if row["event_label"] not in labels:
-                raise RttagError(f"{tsv}: unknown label {row['event_label']!r}")
-            events.setdefault(row["filename"], []).append(
-                (float(row["onset"]), float(row["offset"]), labels.index(row["event_label"])))
-    return events
+    """Reference events per file name from a DCASE metadata TSV as (onset s, offset s, label
+    index); unknown labels are an error (:func:`rttag.evaluate.read_reference`)."""
+    return {name: [(e.onset, e.offset, labels.index(e.label)) for e in evs]
+            for name, evs in read_reference(tsv, labels).items()}
 
 
 def _logmel(args: tuple[str, dict]) -> np.ndarray:
