@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from rttag.dataset.mixer import SR, MixSettings, Pool, mix, rms, scale_to_ebr
+from rttag.dataset.mixer import SR, MixSettings, Pool, mix, pick, rms, scale_to_ebr
 from rttag.dataset.sources import Source, SourceError, _rcc_member
 from rttag.dataset.splits import VALIDATION_PACKAGES, assign
 
@@ -108,3 +108,31 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
 
     with pytest.raises(SourceError, match="apt-get download rttag-no-such-package failed"):
         fetch_and_unpack(["rttag-no-such-package"], tmp_path, lambda it, **kw: it)
+
+
+# --------------------------------------------------------------- synthetic alarms
+
+
+def test_synthetic_alarms_are_deterministic_trimmed_and_bounded():
+    from rttag.dataset import synth
+
+    a, b = synth.alarm_pool(10, seed=3), synth.alarm_pool(10, seed=3)
+    assert [k.split("/")[1].split("-")[0] for _, k in a.ids] == list(synth.KINDS) * 2
+    assert all(np.array_equal(x, y) for x, y in zip(a.clips, b.clips))
+    assert not np.array_equal(a.clips[0], synth.alarm_pool(1, seed=4).clips[0])
+    for x in a.clips:
+        assert x.dtype == np.float32 and np.isfinite(x).all()
+        assert np.abs(x).max() == pytest.approx(0.5, rel=1e-5)
+        assert 0.5 <= len(x) / 16000 <= 12.0
+        peak = np.abs(x).max()  # starts and ends on sound (no silent margins)
+        assert np.abs(x[:16]).max() > 0.01 * peak * 0.5 and np.abs(x[-16:]).max() > 0.01 * peak * 0.5
+
+
+def test_weighted_pool_picks_the_joined_share():
+    real = Pool([np.zeros(10, np.float32)] * 2, [("real", "a"), ("real", "b")])
+    fake = Pool([np.ones(10, np.float32)] * 8, [("synth", str(i)) for i in range(8)])
+    joined = real.joined(fake, 0.25)
+    rng = np.random.default_rng(0)
+    picks = [pick(joined, rng)[1][0] for _ in range(4000)]
+    assert picks.count("synth") / len(picks) == pytest.approx(0.25, abs=0.03)
+    assert real.joined(Pool([], []), 0.5).weights is None

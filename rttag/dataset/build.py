@@ -28,8 +28,12 @@ from .mixer import SR, MixSettings, Pool, mix
 from .sources import (Source, copyright_lines, default_sources_tsv, fetch_and_unpack, load_decoded,
                       read_sources)
 from .splits import SPLITS, VALIDATION_PACKAGES, assign
+from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
+SYNTHETIC_ALARMS = 100
+SYNTHETIC_SHARE = 0.5
+"""Chance that a training alarm event is a generated one (rttag.dataset.synth)."""
 _POOLS: dict = {}
 """Per-process pools for the mixing workers (filled before forking)."""
 
@@ -37,12 +41,14 @@ _POOLS: dict = {}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="data", help="output folder (default: data)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--hours", type=float, default=4.0, help="hours of training soundscapes (default: 4)")
-    parser.add_argument("--validation-hours", type=float, default=0.5, help="default: 0.5")
+    parser.add_argument("--hours", type=float, default=6.0, help="hours of training soundscapes (default: 6)")
+    parser.add_argument("--validation-hours", type=float, default=1.5, help="default: 1.5")
     parser.add_argument("--test-hours", type=float, default=1.0, help="default: 1")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "rttag"), help="download/decode cache")
     parser.add_argument("--sources", default=None, help="sources.tsv (default: ../shared/data/sources.tsv)")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
+    parser.add_argument("--synthetic-alarms", type=int, default=SYNTHETIC_ALARMS, metavar="N",
+                        help=f"generated alarms added to the train split's alarm pool (default {SYNTHETIC_ALARMS}; 0: none)")
 
 
 def _progress(quiet: bool = False):
@@ -122,10 +128,14 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
     lines = ["# Attribution", "", "The soundscapes in this folder mix the following recordings, taken from Debian",
              "packages (fetched at build time, not redistributed by rttag). Licences as listed in",
              "rttag's vetted source list; see each package's /usr/share/doc/PACKAGE/copyright.", ""]
+    generated = by_pkg.pop(synth.PACKAGE, [])
     for pkg, paths in by_pkg.items():
         holders = "; ".join(copyright_lines(pkg, cache)) or "see the package's copyright file"
         lines += [f"## {pkg}", "", f"Copyright: {holders}", ""]
         lines += [f"- `{p}` — {licences[(pkg, p)]}" for p in paths] + [""]
+    if generated:
+        lines += [f"## {synth.PACKAGE} (train split only)", "",
+                  f"{len(generated)} alarms {synth.LICENCE}: sirens, beeps, telephone rings, bells, buzzers.", ""]
     (out / "ATTRIBUTION.md").write_text("\n".join(lines))
 
 
@@ -143,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     by_split = assign(sources)
     global _POOLS
     _POOLS = {split: make_pools(by_split[split], audio) for split in SPLITS}
+    if args.synthetic_alarms > 0:
+        _POOLS["train"]["alarm"] = _POOLS["train"]["alarm"].joined(synth.alarm_pool(args.synthetic_alarms, args.seed),
+                                                                   SYNTHETIC_SHARE)
     for split in SPLITS:
         empty = [label for label, pool in _POOLS[split].items() if not pool.clips]
         if empty:
@@ -150,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
     (out / "metadata").mkdir(parents=True, exist_ok=True)
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "validation_packages": {
-        k: sorted(v) for k, v in VALIDATION_PACKAGES.items()}}
+        k: sorted(v) for k, v in VALIDATION_PACKAGES.items()},
+        "synthetic": {"train_alarms": args.synthetic_alarms, "share": SYNTHETIC_SHARE if args.synthetic_alarms else 0.0}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
+    licences.update({sid: synth.LICENCE for sid in _POOLS["train"]["alarm"].ids if sid[0] == synth.PACKAGE})
     for split in SPLITS:
         rows, clips = write_split(split, hours[split], args.seed, out, args.workers, progress)
         used |= {(src["package"], src["path"]) for c in clips for src in c["sources"]}
@@ -161,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         manifest["splits"][split] = {
             "clips": clips, "hours": round(sum(c["duration_s"] for c in clips) / 3600, 3),
             "labels": summary(rows, split),
-            "packages": {label: sorted({s.package for s in srcs}) for label, srcs in sorted(by_split[split].items())}}
+            "packages": {label: sorted({p for p, _ in _POOLS[split][label].ids}) for label in sorted(_POOLS[split])}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     write_attribution(out, used, licences, cache)
     print(f"rttag data build: wrote {out} in {time.time() - t0:.0f} s", file=sys.stderr)

@@ -16,10 +16,18 @@ SR = 16000
 @dataclass
 class Pool:
     """Decoded recordings of one label in one split: ``clips[i]`` is float32 ``[n]``,
-    ``ids[i]`` its (package, path)."""
+    ``ids[i]`` its (package, path); ``weights[i]`` its chance of being picked (None: equal)."""
 
     clips: list
     ids: list
+    weights: list | None = None
+
+    def joined(self, other: "Pool", other_share: float) -> "Pool":
+        """Both pools as one, ``other`` picked with total probability ``other_share``."""
+        if not self.clips or not other.clips:
+            return Pool(self.clips + other.clips, self.ids + other.ids)
+        w = [(1 - other_share) / len(self.clips)] * len(self.clips) + [other_share / len(other.clips)] * len(other.clips)
+        return Pool(self.clips + other.clips, self.ids + other.ids, w)
 
 
 @dataclass
@@ -105,7 +113,10 @@ def scale_to_ebr(y: np.ndarray, background_rms: float, ebr_db: float) -> np.ndar
 
 
 def pick(pool: Pool, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
-    i = int(rng.integers(len(pool.clips)))
+    if pool.weights is None:
+        i = int(rng.integers(len(pool.clips)))
+    else:
+        i = int(rng.choice(len(pool.clips), p=pool.weights))
     return np.asarray(pool.clips[i], dtype=np.float32), pool.ids[i]
 
 
