@@ -31,9 +31,9 @@ from .splits import SPLITS, VALIDATION_PACKAGES, assign
 from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
-SYNTHETIC_ALARMS = 100
-SYNTHETIC_SHARE = 0.5
-"""Chance that a training alarm event is a generated one (rttag.dataset.synth)."""
+SYNTHETIC_CLIPS = 100
+SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3}
+"""Per label, the chance that a training event is a generated one (rttag.dataset.synth)."""
 _POOLS: dict = {}
 """Per-process pools for the mixing workers (filled before forking)."""
 
@@ -47,8 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "rttag"), help="download/decode cache")
     parser.add_argument("--sources", default=None, help="sources.tsv (default: ../shared/data/sources.tsv)")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
-    parser.add_argument("--synthetic-alarms", type=int, default=SYNTHETIC_ALARMS, metavar="N",
-                        help=f"generated alarms added to the train split's alarm pool (default {SYNTHETIC_ALARMS}; 0: none)")
+    parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
+                        help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
+    parser.add_argument("--synthetic-labels", default=",".join(SYNTHETIC_SHARE), metavar="LABELS",
+                        help=f"labels that get them (default {','.join(SYNTHETIC_SHARE)})")
 
 
 def _progress(quiet: bool = False):
@@ -134,8 +136,12 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
         lines += [f"## {pkg}", "", f"Copyright: {holders}", ""]
         lines += [f"- `{p}` — {licences[(pkg, p)]}" for p in paths] + [""]
     if generated:
+        counts = defaultdict(int)
+        for path in generated:
+            counts[path.split("/")[0]] += 1
         lines += [f"## {synth.PACKAGE} (train split only)", "",
-                  f"{len(generated)} alarms {synth.LICENCE}: sirens, beeps, telephone rings, bells, buzzers.", ""]
+                  "Recordings " + synth.LICENCE + ": " + ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+                  + ".", ""]
     (out / "ATTRIBUTION.md").write_text("\n".join(lines))
 
 
@@ -153,9 +159,14 @@ def run(args: argparse.Namespace) -> int:
     by_split = assign(sources)
     global _POOLS
     _POOLS = {split: make_pools(by_split[split], audio) for split in SPLITS}
-    if args.synthetic_alarms > 0:
-        _POOLS["train"]["alarm"] = _POOLS["train"]["alarm"].joined(synth.alarm_pool(args.synthetic_alarms, args.seed),
-                                                                   SYNTHETIC_SHARE)
+    synthetic = [label for label in args.synthetic_labels.split(",") if label] if args.synthetic > 0 else []
+    unknown = set(synthetic) - set(SYNTHETIC_SHARE)
+    if unknown:
+        raise RttagError(f"data build: no generator for {', '.join(sorted(unknown))} "
+                         f"(--synthetic-labels takes {', '.join(SYNTHETIC_SHARE)})")
+    for label in synthetic:
+        _POOLS["train"][label] = _POOLS["train"][label].joined(synth.pool(label, args.synthetic, args.seed),
+                                                               SYNTHETIC_SHARE[label])
     for split in SPLITS:
         empty = [label for label, pool in _POOLS[split].items() if not pool.clips]
         if empty:
@@ -164,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "validation_packages": {
         k: sorted(v) for k, v in VALIDATION_PACKAGES.items()},
-        "synthetic": {"train_alarms": args.synthetic_alarms, "share": SYNTHETIC_SHARE if args.synthetic_alarms else 0.0}}
+        "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
-    licences.update({sid: synth.LICENCE for sid in _POOLS["train"]["alarm"].ids if sid[0] == synth.PACKAGE})
+    licences.update({sid: synth.LICENCE for label in synthetic for sid in _POOLS["train"][label].ids
+                     if sid[0] == synth.PACKAGE})
     for split in SPLITS:
         rows, clips = write_split(split, hours[split], args.seed, out, args.workers, progress)
         used |= {(src["package"], src["path"]) for c in clips for src in c["sources"]}

@@ -74,6 +74,9 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
               "1 h (packages shared with neither; docs/DATASET.md). Validation chose the epoch and the thresholds; "
               "test was not looked at during training.", "",
               "## Training", "", "```sh", *_commands(tr), "```", "",
+              *(["Each `--init` stage continues from the previous stage's best weights; the data above is the "
+                 "last stage's (an earlier stage may have used an earlier build of the dataset: docs/TRAINING.md).", ""]
+                if tr.get("init") else []),
               f"Wall time {_total_minutes(tr):.1f} min in all on {tr.get('device', '?')} "
               f"({tr.get('threads', '?')} thread(s); last stage {tr.get('wall_minutes', '?')} min), "
               f"{tr.get('epochs', '?')} epochs, best epoch {config.get('best_epoch', '?')}; "
