@@ -167,6 +167,21 @@ def val_loss(probs: np.ndarray, labels: np.ndarray, pw: torch.Tensor) -> float:
     return float(-(pw * y * p.log() + (1 - y) * (1 - p).log()).mean())
 
 
+def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wall_s: float, history: list,
+                 step: int, train: SplitData, val: SplitData, device: torch.device) -> dict:
+    """The ``train`` block of a checkpoint's config: command, wall time (this stage and all
+    stages), epochs, steps, the stage it continued from (``init``), data and settings."""
+    argv = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv
+    prior = init.get("train") or {}
+    return {"command": ("rttag train " if sys.argv[1:2] == ["train"] else "") + " ".join(shlex.quote(a) for a in argv),
+            "wall_minutes": round(wall_s / 60, 2), "total_wall_minutes": round(prior_minutes + wall_s / 60, 2),
+            "epochs": len(history), "steps": step,
+            "init": {k: prior.get(k) for k in ("command", "wall_minutes", "epochs", "init", "data")} if init else None,
+            "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
+            "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
+            "lr": args.lr, "onset_weight": args.onset_weight, "augment": not args.no_augment}
+
+
 def run(args: argparse.Namespace) -> int:
     t_start = time.time()
     torch.manual_seed(args.seed)
@@ -184,9 +199,6 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     labels, params = list(LABELS), FrontendParams()
 
-    train, val = load_split(args.data, "train", labels, params), load_split(args.data, "validation", labels, params)
-    log.info("train %.2f h (%d files), validation %.2f h (%d files); device %s", train.hours, len(train.clips),
-             val.hours, len(val.clips), device)
     init = {}
     if args.init:
         model, init = load_checkpoint(args.init)
@@ -200,6 +212,10 @@ def run(args: argparse.Namespace) -> int:
             raise RttagError(f"--hparams does not fit {args.arch}: {exc}") from None
         hparams = full_hparams(args.arch, hparams)
     log.info("%s: %d parameters", args.arch, n_params(model))
+    # after the model: a bad --init or --hparams fails before the data is read
+    train, val = load_split(args.data, "train", labels, params), load_split(args.data, "validation", labels, params)
+    log.info("train %.2f h (%d files), validation %.2f h (%d files); device %s", train.hours, len(train.clips),
+             val.hours, len(val.clips), device)
 
     feats = torch.from_numpy(train.feats)
     targets = torch.from_numpy(train.labels)
@@ -211,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     state = zero_state(model, args.batch, device)
     history, best, bad = list(init.get("history", [])), -1.0, 0
     first = len(history) + 1
-    prior = init.get("train", {})
+    prior = init.get("train") or {}
     prior_minutes = prior.get("total_wall_minutes", prior.get("wall_minutes", 0.0))
     config = {"arch": args.arch, "hparams": hparams, "name": args.name or args.arch, "version": args.version,
               "labels": labels, "frontend": params.to_dict()}
@@ -259,8 +275,11 @@ def run(args: argparse.Namespace) -> int:
                  history[-1]["minutes"])
         if score > best:
             best, bad = score, 0
+            # Complete enough to be an --init starting point if the run is stopped before it ends.
             torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                        "config": dict(config, best_epoch=epoch)}, output)
+                        "config": dict(config, best_epoch=epoch, history=list(history), train=train_record(
+                            args, init, prior_minutes, time.time() - t_start, history, step, train, val, device))},
+                       output)
         else:
             bad += 1
         if bad >= args.patience or time.time() - t0 >= budget:
@@ -281,15 +300,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no test metrics: %s", exc)
     wall = time.time() - t_start
     config.update(best_epoch=ckpt["config"]["best_epoch"], smoother=smoother, metrics=results, history=history,
-                  params=n_params(model), train={
-                      "command": "rttag train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
-                      else " ".join(shlex.quote(a) for a in sys.argv),
-                      "wall_minutes": round(wall / 60, 2), "total_wall_minutes": round(prior_minutes + wall / 60, 2),
-                      "epochs": len(history), "steps": step,
-                      "init": {k: init["train"].get(k) for k in ("command", "wall_minutes", "epochs", "init")} if init else None,
-                      "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
-                      "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
-                      "lr": args.lr, "onset_weight": args.onset_weight, "augment": not args.no_augment})
+                  params=n_params(model), train=train_record(args, init, prior_minutes, wall, history, step, train, val,
+                                                             device))
     torch.save({"state_dict": ckpt["state_dict"], "config": config}, output)
     curves = output.with_name(output.stem + "-curves.png")
     plot_curves(history, curves, f"{config['name']} ({n_params(model)} parameters)")

@@ -1,0 +1,82 @@
+"""``rttag train`` end to end on a tiny tone-burst dataset: a first stage, a stage continued
+with ``--init``, and the export of the result. Small models and budgets: this checks the
+trainer's contract (checkpoint contents, the stage chain, exportability), not model quality."""
+
+import json
+
+import pytest
+import soundfile as sf
+
+from rttag.runtime import OnnxModel
+from conftest import run_rttag, tone_bursts
+
+pytest.importorskip("torch")
+
+SR = 16000
+BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "speech")]
+TINY = json.dumps({"channels": [4, 4, 4], "hidden": 16})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "metadata").mkdir()
+    for split, seeds in (("train", (1, 2, 3, 4)), ("validation", (5, 6)), ("test", (7,))):
+        (root / "audio" / split).mkdir(parents=True)
+        rows = ["filename\tonset\toffset\tevent_label"]
+        for seed in seeds:
+            name = f"bursts{seed}.wav"
+            sf.write(root / "audio" / split / name, tone_bursts(seed=seed), SR, subtype="FLOAT")
+            rows += [f"{name}\t{a}\t{b}\t{label}" for a, b, label in BURSTS]
+        (root / "metadata" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["config"]
+
+
+def test_train_continue_and_export(dataset, tmp_path):
+    env = {"RTTAG_CACHE": str(tmp_path / "cache")}
+    common = ["--data", str(dataset), "--batch", "2", "--chunk", "100", "--threads", "1", "--minutes", "2"]
+    first = tmp_path / "stage1.pt"
+    proc = run_rttag("train", "--arch", "crnn", "-o", str(first), "--hparams", TINY, "--max-epochs", "2", *common,
+                     env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    c1 = load(first)
+    assert c1["arch"] == "crnn" and c1["hparams"]["hidden"] == 16 and len(c1["history"]) == 2
+    assert {"validation", "test"} <= set(c1["metrics"]) and 0.0 <= c1["metrics"]["test"]["mAP"] <= 1.0
+    assert c1["train"]["init"] is None and c1["train"]["data"] == str(dataset) and c1["train"]["epochs"] == 2
+    assert len(c1["smoother"]["on_threshold"]) == len(c1["labels"])
+    assert first.with_name("stage1-curves.png").stat().st_size > 0
+
+    second = tmp_path / "stage2.pt"
+    proc = run_rttag("train", "--arch", "crnn", "-o", str(second), "--init", str(first), "--max-epochs", "1", *common,
+                     env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    c2 = load(second)
+    assert len(c2["history"]) == 3 and [h["epoch"] for h in c2["history"]] == [1, 2, 3]
+    assert c2["train"]["init"]["command"] == c1["train"]["command"]
+    assert c2["train"]["total_wall_minutes"] >= c1["train"]["wall_minutes"]
+    assert c2["best_epoch"] in (c1["best_epoch"], 3)  # kept only where validation improved
+
+    onnx_path = tmp_path / "stage2.onnx"
+    proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),
+                     env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    info = OnnxModel(onnx_path, providers="cpu").info
+    assert info.arch == "crnn" and list(info.labels) == c2["labels"]
+
+
+def test_init_of_another_arch_is_one_error_line(dataset, tmp_path):
+    env = {"RTTAG_CACHE": str(tmp_path / "cache")}
+    first = tmp_path / "mlp.pt"
+    common = ["--data", str(dataset), "--batch", "2", "--chunk", "100", "--threads", "1", "--minutes", "1"]
+    assert run_rttag("train", "--arch", "frame-mlp", "-o", str(first), "--hparams", json.dumps({"hidden": 8}),
+                     "--max-epochs", "1", *common, env=env, timeout=300).returncode == 0
+    proc = run_rttag("train", "--arch", "crnn", "--init", str(first), "-o", str(tmp_path / "x.pt"), *common,
+                     env=env, timeout=300)
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == [f"rttag: error: --init {first} is a frame-mlp, not a crnn"]
