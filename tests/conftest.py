@@ -93,6 +93,25 @@ def tone_bursts(seconds: float = 6.0, sr: int = 16000, seed: int = 1) -> np.ndar
     return x.astype(np.float32)
 
 
+BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "speech")]
+"""The reference of tone_bursts(): its four tone bursts (s) with labels."""
+
+
+def write_burst_dataset(root: Path, seeds_by_split: dict[str, tuple[int, ...]]) -> Path:
+    """A DCASE-layout dataset under ``root``: per split, one tone_bursts(seed) file per seed
+    (``bursts{seed}.wav``) and a metadata TSV with the BURSTS reference for each."""
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    for split, seeds in seeds_by_split.items():
+        (root / "audio" / split).mkdir(parents=True)
+        rows = ["filename\tonset\toffset\tevent_label"]
+        for seed in seeds:
+            name = f"bursts{seed}.wav"
+            sf.write(root / "audio" / split / name, tone_bursts(seed=seed), 16000, subtype="FLOAT")
+            rows += [f"{name}\t{a}\t{b}\t{label}" for a, b, label in BURSTS]
+        (root / "metadata" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory) -> Path:
     return make_gru_model(tmp_path_factory.mktemp("model") / "test-gru.onnx")

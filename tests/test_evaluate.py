@@ -16,11 +16,9 @@ from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
 from rttag.tune import GRID_ON, backdate, choose, onset_lags
-from conftest import run_rttag, tone_bursts
+from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
-BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "speech")]
-"""The reference of conftest.tone_bursts(): its four tone bursts (s) with labels."""
 
 
 def split_of(reference: dict, durations: dict) -> Split:
@@ -36,16 +34,7 @@ def model(model_path):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """data/ with validation and test splits of tone-burst files and their reference TSVs."""
-    root = tmp_path_factory.mktemp("data")
-    for split, seeds in (("validation", (1, 2)), ("test", (3, 4))):
-        (root / "audio" / split).mkdir(parents=True)
-        (root / "metadata").mkdir(exist_ok=True)
-        rows = ["filename\tonset\toffset\tevent_label"]
-        for seed in seeds:
-            name = f"bursts{seed}.wav"
-            sf.write(root / "audio" / split / name, tone_bursts(seed=seed), SR, subtype="FLOAT")
-            rows += [f"{name}\t{a}\t{b}\t{label}" for a, b, label in BURSTS]
-        (root / "metadata" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    root = write_burst_dataset(tmp_path_factory.mktemp("data"), {"validation": (1, 2), "test": (3, 4)})
     sf.write(root / "audio" / "test" / "quiet.wav", tone_bursts(seed=5) * 0.0, SR, subtype="FLOAT")
     return root
 

@@ -5,31 +5,19 @@ trainer's contract (checkpoint contents, the stage chain, exportability), not mo
 import json
 
 import pytest
-import soundfile as sf
 
 from rttag.runtime import OnnxModel
-from conftest import run_rttag, tone_bursts
+from conftest import run_rttag, write_burst_dataset
 
 pytest.importorskip("torch")
 
-SR = 16000
-BURSTS = [(0.7, 1.5, "music"), (2.2, 2.5, "alarm"), (3.0, 4.5, "music"), (5.0, 5.5, "speech")]
 TINY = json.dumps({"channels": [4, 4, 4], "hidden": 16})
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    (root / "metadata").mkdir()
-    for split, seeds in (("train", (1, 2, 3, 4)), ("validation", (5, 6)), ("test", (7,))):
-        (root / "audio" / split).mkdir(parents=True)
-        rows = ["filename\tonset\toffset\tevent_label"]
-        for seed in seeds:
-            name = f"bursts{seed}.wav"
-            sf.write(root / "audio" / split / name, tone_bursts(seed=seed), SR, subtype="FLOAT")
-            rows += [f"{name}\t{a}\t{b}\t{label}" for a, b, label in BURSTS]
-        (root / "metadata" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_burst_dataset(tmp_path_factory.mktemp("data"),
+                               {"train": (1, 2, 3, 4), "validation": (5, 6), "test": (7,)})
 
 
 def load(path):
@@ -53,12 +41,13 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert first.with_name("stage1-curves.png").stat().st_size > 0
 
     second = tmp_path / "stage2.pt"
-    proc = run_rttag("train", "--arch", "crnn", "-o", str(second), "--init", str(first), "--max-epochs", "1", *common,
-                     env=env, timeout=300)
+    proc = run_rttag("train", "--arch", "crnn", "-o", str(second), "--init", str(first), "--max-epochs", "1",
+                     "--ema", "0.9", *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c2 = load(second)
     assert len(c2["history"]) == 3 and [h["epoch"] for h in c2["history"]] == [1, 2, 3]
     assert c2["train"]["init"]["command"] == c1["train"]["command"]
+    assert c1["train"]["ema"] == 0.0 and c2["train"]["ema"] == 0.9  # the averaged weights are what is kept
     assert c2["train"]["total_wall_minutes"] >= c1["train"]["wall_minutes"]
     assert c2["best_epoch"] in (c1["best_epoch"], 3)  # kept only where validation improved
 
@@ -80,3 +69,10 @@ def test_init_of_another_arch_is_one_error_line(dataset, tmp_path):
                      env=env, timeout=300)
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and err == [f"rttag: error: --init {first} is a frame-mlp, not a crnn"]
+
+
+def test_ema_decay_out_of_range_is_one_error_line(dataset, tmp_path):
+    proc = run_rttag("train", "--arch", "frame-mlp", "--data", str(dataset), "-o", str(tmp_path / "x.pt"),
+                     "--ema", "1.0", env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == ["rttag: error: --ema 1.0: the decay must be in [0, 1)"]

@@ -16,7 +16,9 @@ Validation each epoch on the validation split (other packages than training), ch
 8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
 The best epoch's weights are kept; training stops after ``--patience`` epochs without
 improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
-that budget). At the end the smoother values are tuned on validation, test-split metrics are
+that budget). With ``--ema DECAY`` the weights that are validated and kept are an exponential
+moving average of the trained ones (updated after every step; buffers too), which smooths out
+the last steps' noise. At the end the smoother values are tuned on validation, test-split metrics are
 measured with them, and all of it goes into the checkpoint (``torch.load(weights_only=True)``
 readable: state_dict + a JSON-able config) and a learning-curve PNG.
 """
@@ -64,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=32, help="parallel training streams")
     parser.add_argument("--chunk", type=int, default=500, help="frames per step (truncated BPTT length)")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--ema", type=float, default=0.0, help="validate and keep an exponential moving "
+                        "average of the weights with this decay per step (e.g. 0.998; 0 = off)")
     parser.add_argument("--onset-weight", type=float, default=2.0, help="extra loss weight on onset frames")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -179,7 +183,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "init": {k: prior.get(k) for k in ("command", "wall_minutes", "epochs", "init", "data")} if init else None,
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
-            "lr": args.lr, "onset_weight": args.onset_weight, "augment": not args.no_augment}
+            "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight, "augment": not args.no_augment}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         hparams = json.loads(args.hparams)
     except json.JSONDecodeError as exc:
         raise RttagError(f"--hparams is not JSON: {exc}") from None
+    if not 0.0 <= args.ema < 1.0:
+        raise RttagError(f"--ema {args.ema}: the decay must be in [0, 1)")
     minutes = args.minutes or DEFAULT_MINUTES[args.arch]
     output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +228,10 @@ def run(args: argparse.Namespace) -> int:
     onsets = torch.from_numpy(train.onsets)
     pw = pos_weights(train.labels).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
+    # the model that is validated and saved: the trained one, or the moving average of its weights
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
+    kept = ema.module if ema else model
     budget = minutes * 60 - (time.time() - t_start)
     t0, step = time.time(), 0
     state = zero_state(model, args.batch, device)
@@ -260,11 +270,13 @@ def run(args: argparse.Namespace) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            if ema:
+                ema.update_parameters(model)
             losses.append(loss.item())
             step += 1
         if not losses:
             break
-        probs = predict(model, val, device)
+        probs = predict(kept, val, device)
         m = metrics.frame_metrics(probs, val.labels, metrics.best_thresholds(probs, val.labels))
         score = 0.5 * (m["mAP"] + m["macro_f1"])
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val.labels, pw.cpu()),
@@ -276,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         if score > best:
             best, bad = score, 0
             # Complete enough to be an --init starting point if the run is stopped before it ends.
-            torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            torch.save({"state_dict": {k: v.cpu() for k, v in kept.state_dict().items()},
                         "config": dict(config, best_epoch=epoch, history=list(history), train=train_record(
                             args, init, prior_minutes, time.time() - t_start, history, step, train, val, device))},
                        output)
