@@ -39,6 +39,10 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c1["train"]["init"] is None and c1["train"]["data"] == str(dataset) and c1["train"]["epochs"] == 2
     assert len(c1["smoother"]["on_threshold"]) == len(c1["labels"])
     assert first.with_name("stage1-curves.png").stat().st_size > 0
+    # one cache entry per split, renamed into place: no temporary files left behind
+    cached = [p for p in (tmp_path / "cache" / "features").rglob("*") if p.is_file()]
+    assert sorted({p.parent.name.split("-")[0] for p in cached}) == ["test", "train", "validation"]
+    assert {p.name for p in cached} == {"feats.npy", "lengths.json"} and len(cached) == 6
 
     second = tmp_path / "stage2.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(second), "--init", str(first), "--max-epochs", "1",

@@ -112,9 +112,15 @@ def load_split(data_dir: str | Path, split: str, labels: list[str], params: Fron
             parts = list(pool.map(_logmel, [(str(p), params.to_dict()) for p in files], chunksize=8))
         lengths = [len(x) for x in parts]
         feats = np.concatenate(parts).astype(np.float32)
+        # written under temporary names and renamed, feats.npy last: a training started beside
+        # this one never reads a half-written cache
         cache.mkdir(parents=True, exist_ok=True)
-        np.save(cache / "feats.npy", feats)
-        (cache / "lengths.json").write_text(json.dumps(lengths))
+        tmp = f".{os.getpid()}.tmp"
+        (cache / f"lengths.json{tmp}").write_text(json.dumps(lengths))
+        with open(cache / f"feats.npy{tmp}", "wb") as f:
+            np.save(f, feats)
+        os.replace(cache / f"lengths.json{tmp}", cache / "lengths.json")
+        os.replace(cache / f"feats.npy{tmp}", cache / "feats.npy")
     clips, ys, os_ = [], [], []
     start = 0
     for path, n in zip(files, lengths):
