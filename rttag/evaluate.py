@@ -18,7 +18,11 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   250 ms that overlap no reference event of their label, per minute;
 * latency: for each reference event, the first not yet used prediction of its label whose
   onset ``t`` lies in [onset − 200 ms, offset) is its match; latency = the match's decision
-  time ``at`` − reference onset (median and 90th percentile, s).
+  time ``at`` − reference onset (median and 90th percentile, s);
+* where the detections fall: the share of predicted events whose onset lies within 200 ms of
+  a reference onset of their label, that overlap a reference event of their label with the
+  onset further off, that overlap only reference events of *other* labels (confusion), or
+  that overlap no reference event at all (background).
 
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
@@ -437,12 +441,39 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             "matched": len(lat), "matched_fraction": len(lat) / n_refs if n_refs else None}
 
 
+PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference")
+"""Where a detection falls, in the order :func:`detection_places` tests them."""
+
+
+def detection_places(split: Split, detections: dict[str, list[Detection]]) -> dict:
+    """Per :data:`PLACES` category, the share of all detections (None without detections), and
+    ``per_min``, detections per minute. ``split`` should carry the reference of every label:
+    a detection overlapping only another label's event is a confusion, not background."""
+    counts = dict.fromkeys(PLACES, 0)
+    for name in split.paths:
+        refs = split.reference[name]
+        for d in detections.get(name, []):
+            over = [e for e in refs if e.onset < d.offset and d.onset < e.offset]
+            same = [e for e in over if e.label == d.label]
+            if any(abs(d.onset - e.onset) <= T_COLLAR_S for e in refs if e.label == d.label):
+                counts["onset_hit"] += 1
+            elif same:
+                counts["same_label_onset_off"] += 1
+            elif over:
+                counts["other_label_only"] += 1
+            else:
+                counts["no_reference"] += 1
+    n = sum(counts.values())
+    return {**{k: (v / n if n else None) for k, v in counts.items()}, "per_min": n / split.minutes}
+
+
 def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
-                 psds: Optional[dict]) -> dict:
+                 psds: Optional[dict], full: Optional[Split] = None) -> dict:
     """Every figure for one system (``psds`` computed once per set of probabilities), and
-    under ``speech`` the figures for that label alone (the silero-vad comparison)."""
+    under ``speech`` the figures for that label alone (the silero-vad comparison). ``full``:
+    the split with every label's reference, for :func:`detection_places` (default ``split``)."""
     scores = {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
-              "psds": psds}
+              "places": detection_places(full or split, detections), "psds": psds}
     if "speech" in labels:
         speech_only = {n: [d for d in dets if d.label == "speech"] for n, dets in detections.items()}
         scores["speech"] = {"event_f1": scores["event"]["per_class"]["speech"]["f1"],
@@ -515,6 +546,14 @@ def format_table(systems: dict) -> str:
                          f"| {_fmt(sp['psds1'])} | {_fmt(sp['excess_on_per_min'], 1)} "
                          f"| {_fmt(sp['short_spurious_per_min'], 1)} | {_fmt(sp['latency_median_s'], 2)} "
                          f"| {_fmt(sp['latency_p90_s'], 2)} |")
+    head4 = ("| system | smoother | detections/min | onset within 200 ms of its label | its label, onset off "
+             "| only other labels | no reference |")
+    lines += ["", "Where the detections fall (share of all detections):", "", head4,
+              "|" + "---|" * (head4.count("|") - 1)]
+    for s in systems.values():
+        pl = s["scores"]["places"]
+        lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
+                     + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
     return "\n".join(lines)
 
 
@@ -590,7 +629,7 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
         dets_by_kind[kind] = dets
         out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),
-                                     "scores": score_system(speech, dets, labels, psds)}
+                                     "scores": score_system(speech, dets, labels, psds, full=split)}
     rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,
                   "tuned": dets_by_kind["streaming"], "raw": dets_by_kind["raw"]})
     return out

@@ -11,7 +11,8 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            merge_events, psds1, sed_scores, smooth, stream_file, stream_scores)
+                            PLACES, detection_places, merge_events, psds1, sed_scores, smooth, stream_file,
+                            stream_scores)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -89,6 +90,19 @@ def test_jitter_and_latency_on_hand_made_events():
     assert st["short_spurious_per_min"] == pytest.approx(2.0)
     assert st["latency_median_s"] == pytest.approx(0.15) and st["latency_p90_s"] == pytest.approx(0.15)
     assert st["matched"] == 1 and st["matched_fraction"] == 1.0
+
+
+def test_detection_places_tell_hits_mistimings_confusions_and_background():
+    split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 9.0, "music")]}, {"a.wav": 60.0})
+    dets = {"a.wav": [Detection("dog", 1.15, 2.0, 1.2),     # onset within 200 ms: a hit
+                      Detection("dog", 2.0, 2.5, 2.1),      # inside the dog, onset 1 s off
+                      Detection("bird", 6.0, 7.0, 6.1),     # during music only: a confusion
+                      Detection("dog", 8.5, 9.5, 8.6),      # during music, not a dog: a confusion too
+                      Detection("music", 20.0, 21.0, 20.1)]}  # on nothing: background
+    pl = detection_places(split, dets)
+    assert pl == pytest.approx({"onset_hit": 0.2, "same_label_onset_off": 0.2, "other_label_only": 0.4,
+                                "no_reference": 0.2, "per_min": 5.0})
+    assert detection_places(split, {})["onset_hit"] is None
 
 
 def test_excess_is_per_class_and_never_negative():
@@ -210,6 +224,11 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     silero = doc["systems"]["silero-vad/streaming"]["scores"]
     assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
+    assert "Where the detections fall" in table
+    for places in (tuned["places"], raw["places"]):
+        assert sum(places[k] for k in PLACES) == pytest.approx(1.0) and places["per_min"] > 0
+    # silero-vad is scored on speech, but its detections are placed against every label's reference
+    assert silero["places"]["per_min"] == pytest.approx(silero["stream"]["on_per_min"])
     for name in ("event-roll.png", "per-class-f1.png"):
         assert (tmp_path / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
