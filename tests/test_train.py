@@ -3,6 +3,7 @@ with ``--init``, and the export of the result. Small models and budgets: this ch
 trainer's contract (checkpoint contents, the stage chain, exportability), not model quality."""
 
 import json
+import sys
 
 import pytest
 
@@ -36,6 +37,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     c1 = load(first)
     assert c1["arch"] == "crnn" and c1["hparams"]["hidden"] == 16 and len(c1["history"]) == 2
     assert {"validation", "test"} <= set(c1["metrics"]) and 0.0 <= c1["metrics"]["test"]["mAP"] <= 1.0
+    assert c1["train"]["malloc_env"] is (sys.platform == "linux")  # restarted with the allocator settings
     assert c1["train"]["init"] is None and c1["train"]["data"] == str(dataset) and c1["train"]["epochs"] == 2
     assert len(c1["smoother"]["on_threshold"]) == len(c1["labels"])
     assert first.with_name("stage1-curves.png").stat().st_size > 0

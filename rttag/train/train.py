@@ -30,6 +30,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 import time
@@ -51,6 +52,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MINUTES = {"crnn": 28.0, "context-cnn": 12.0, "frame-mlp": 10.0}
 MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(64 << 30),
+              "MALLOC_TOP_PAD_": str(1 << 30)}
+"""glibc allocator settings for training: keep freed memory for the next step instead of
+unmapping it and page-faulting it back (the batch activations are tens of MB each). On the
+2-core machine a crnn step took 1.74–1.85 s with them and 2.56–3.00 s without (5× fewer
+page faults)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,10 +190,24 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "init": {k: prior.get(k) for k in ("command", "wall_minutes", "epochs", "init", "data")} if init else None,
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
-            "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight, "augment": not args.no_augment}
+            "lr": args.lr, "ema": args.ema,
+            "malloc_env": all(k in os.environ for k in MALLOC_ENV), "onset_weight": args.onset_weight, "augment": not args.no_augment}
+
+
+def restart_with_malloc_env() -> None:
+    """On Linux, replace this ``rttag train`` process once by itself with :data:`MALLOC_ENV`
+    added to the environment (glibc reads it only at start-up); values already set are kept.
+    A no-op when rttag was not started as ``rttag train`` (e.g. called in-process)."""
+    started_as_train = Path(sys.argv[0]).name in ("rttag", "__main__.py") and "train" in sys.argv[1:]
+    if sys.platform != "linux" or not started_as_train or all(k in os.environ for k in MALLOC_ENV):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "rttag", *sys.argv[1:]], {**MALLOC_ENV, **os.environ})
 
 
 def run(args: argparse.Namespace) -> int:
+    restart_with_malloc_env()
     t_start = time.time()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
