@@ -329,7 +329,7 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     """Event-based (collars 200 ms / max(200 ms, 20 %)) and segment-based (1 s) figures from
     sed_eval: ``{"event": {...}, "segment": {...}}``, each with ``micro_f1``, ``micro_er``,
     ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
-    n_sys by label). F1 in [0, 1]; None where sed_eval has nothing to divide by."""
+    n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
@@ -352,7 +352,10 @@ def _summary(r: dict, labels: Sequence[str]) -> dict:
         has_ref = c["count"]["Nref"] > 0  # sed_eval divides by eps when there is no reference
         per_class[label] = {"f1": _nan_to_none(c["f_measure"]["f_measure"]),
                             "er": _nan_to_none(c["error_rate"]["error_rate"]) if has_ref else None,
-                            "n_ref": int(c["count"]["Nref"]), "n_sys": int(c["count"]["Nsys"])}
+                            "n_ref": int(c["count"]["Nref"]), "n_sys": int(c["count"]["Nsys"]),
+                            # sed_eval's recall is n_tp / n_ref exactly; it does not report n_tp itself
+                            "n_tp": int(round((c["f_measure"]["recall"] or 0.0) * c["count"]["Nref"]))
+                            if has_ref else 0}
     with_ref = [v for v in per_class.values() if v["n_ref"] > 0]
     any_ref = bool(with_ref)
     return {"micro_f1": _nan_to_none(r["overall"]["f_measure"]["f_measure"]),

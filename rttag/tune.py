@@ -13,12 +13,28 @@ For every setting the onset lag is measured per class — the median of (model-p
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
 ``MAX_LAG_S`` after the onset, with no back-dating, never below 0 — and the events' onsets
 are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``;
-``at`` is untouched). A class keeps the setting with the best sed_eval event-based F1, then
-the best 1 s segment-based F1, among the settings whose median decision latency on the
-class's matched validation events (``at`` − reference onset) is within ``--max-latency``
-(default 0.25 s); only when no setting that detects anything meets the budget does the class
-fall back to the best one regardless of latency (the report says so). A class without
-validation events keeps the model's values. The test split is refused.
+``at`` is untouched).
+
+A setting is *eligible* for a class when it detects at least one of the class's events and
+its median decision latency on the class's matched validation events (``at`` − reference
+onset) is within ``--max-latency`` (default 0.25 s). Stage 2 starts from the class-wise
+choice: the eligible setting with the best sed_eval event-based F1 of the class, then the
+best 1 s segment-based F1. The final choice depends on ``--objective``:
+
+* ``class`` (default): the class-wise choice.
+* ``micro``: one eligible setting per class such that the **micro** event F1 over
+  all classes, 2·ΣTP / (ΣNref + ΣNsys), is highest. Class-wise choices ignore that a class's
+  false events cost every other class's precision too: a class the model barely recognises
+  is best kept conservative. The classes are coupled only through that ratio, so
+  Dinkelbach's method finds the optimum over the tried settings exactly: for a fixed λ each
+  class maximises 2·TP − λ·Nsys on its own; λ is then set to the F1 of that choice, until
+  the choice no longer changes. It raises the validation micro F1, but on the test split of
+  docs/EVALUATION.md it did not raise the event F1 of the shipped models, so it is not the
+  default.
+
+Only when no setting of a class is eligible does it take its best setting regardless of
+latency (the report says so). A class without validation events keeps the model's values.
+The test split is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ import itertools
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +71,24 @@ MAX_LATENCY_S = 0.25
 MAX_LAG_S = 1.0
 """Longest onset delay (s) taken as reaction lag."""
 FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
+OBJECTIVES = ("class", "micro")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one smoother setting (``values``, in :data:`FIELDS` order) scored for one class:
+    event and segment F1, median decision latency (s; NaN when nothing matched), true
+    positive and system event counts."""
+
+    values: tuple
+    event_f1: float
+    segment_f1: float
+    latency_s: float
+    n_tp: int
+    n_sys: int
+
+    def eligible(self, max_latency_s: float) -> bool:
+        return self.n_tp > 0 and self.latency_s <= max_latency_s  # NaN compares False
 
 
 class TuneError(RttagError):
@@ -74,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-latency", type=float, default=MAX_LATENCY_S, metavar="S",
                         help="per-class budget for the median decision latency on validation, s "
                         f"(default {MAX_LATENCY_S:g}; a large value turns it off)")
+    parser.add_argument("--objective", default="class", choices=OBJECTIVES,
+                        help="class: each class's best event F1 on its own (default); "
+                        "micro: the settings that together give the best micro event F1")
 
 
 def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
@@ -107,58 +144,94 @@ def decision_latencies(split: Split, detections: dict[str, list[Detection]], lab
     return {label: float(np.median(v)) if v else float("nan") for label, v in lat.items()}
 
 
-def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, params: SmootherParams):
-    """Per class (event F1, segment F1, median decision latency) and lags for one setting
-    (the lag measured, then applied)."""
+def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
+           values_by_label: dict[str, tuple]) -> dict[str, Candidate]:
+    """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
+    with the onset lag measured at lag 0 and then applied."""
+    n = len(labels)
+    params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)), (0.0,) * n)
     dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
     lags = onset_lags(split, dets, labels)
     latency = decision_latencies(split, dets, labels)
     scores = sed_scores(split, backdate(dets, lags), labels)
-    per_class = {label: (scores["event"]["per_class"][label]["f1"] or 0.0,
-                         scores["segment"]["per_class"][label]["f1"] or 0.0, latency[label]) for label in labels}
-    return per_class, lags
+    out = {}
+    for label in labels:
+        ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
+        out[label] = Candidate((*values_by_label[label], lags[label]), ev["f1"] or 0.0, seg["f1"] or 0.0,
+                               latency[label], ev["n_tp"], ev["n_sys"])
+    return out
 
 
-def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
-           fallback: SmootherParams, max_latency_s: float = MAX_LATENCY_S) -> tuple[SmootherParams, dict]:
-    """The per-class grid search (see the module docstring). Returns the chosen parameters
-    and, per label, what the choice scored on ``split`` (``event_f1``, ``segment_f1``,
-    ``latency_s``: median decision latency, ``within_budget``, ``n_ref``, ``tuned``: False
-    when the class had no events and kept ``fallback``)."""
-    n = len(labels)
-    best = {label: ((False, -1.0, -1.0), None, float("nan")) for label in labels}
+def class_choice(candidates: Sequence[Candidate], max_latency_s: float) -> Candidate:
+    """The eligible candidate with the best event F1, then segment F1 (the first on ties);
+    the best regardless of latency when none is eligible."""
+    return max(candidates, key=lambda c: (c.eligible(max_latency_s), c.event_f1, c.segment_f1))
+
+
+def micro_f1(choice: dict[str, Candidate], n_ref: dict[str, int]) -> float:
+    """Micro event F1 of one candidate per class: 2·ΣTP / (ΣNref + ΣNsys)."""
+    total = sum(n_ref[label] for label in choice) + sum(c.n_sys for c in choice.values())
+    return 2 * sum(c.n_tp for c in choice.values()) / total if total else 0.0
+
+
+def joint_choice(candidates: dict[str, list[Candidate]], start: dict[str, Candidate], n_ref: dict[str, int],
+                 max_latency_s: float) -> dict[str, Candidate]:
+    """One eligible candidate per class maximising :func:`micro_f1` (Dinkelbach's method, see
+    the module docstring). A class with no eligible candidate keeps its ``start`` one."""
+    pool = {label: [c for c in cands if c.eligible(max_latency_s)] or [start[label]]
+            for label, cands in candidates.items()}
+    choice = dict(start)
+    for _ in range(100):  # λ rises strictly until the choice is fixed; a handful of rounds in practice
+        lam = micro_f1(choice, n_ref)
+        new = {label: max(pool[label], key=lambda c: (2 * c.n_tp - lam * c.n_sys, c.segment_f1)) for label in pool}
+        if new == choice or micro_f1(new, n_ref) <= lam:
+            break
+        choice = new
+    return choice
+
+
+def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,
+           max_latency_s: float = MAX_LATENCY_S, objective: str = "class") -> tuple[SmootherParams, dict, dict]:
+    """The grid search (see the module docstring). Returns the chosen parameters; per label,
+    what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
+    decision latency, ``within_budget``, ``n_ref``, ``tuned``: False when the class had no
+    events and kept ``fallback``); and the micro event F1 on ``split`` of the class-wise and of
+    the final choice (``class_micro_f1``, ``micro_f1``; over the classes with events)."""
+    if objective not in OBJECTIVES:
+        raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
+    candidates: dict[str, list[Candidate]] = {label: [] for label in labels}
 
     def consider(values_by_label: dict[str, tuple]) -> None:
-        params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)), (0.0,) * n)
-        per_class, lags = _score(split, runs, labels, timing, params)
-        for label in labels:
-            ev_f1, seg_f1, latency = per_class[label]
-            key = (ev_f1 > 0 and latency <= max_latency_s, ev_f1, seg_f1)
-            if key > best[label][0]:
-                best[label] = (key, (*values_by_label[label], lags[label]), latency)
+        for label, cand in _score(split, runs, labels, timing, values_by_label).items():
+            candidates[label].append(cand)
 
     t0 = time.perf_counter()
     for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
         consider({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S) for label in labels})
     log.info("stage 1 (thresholds): %d settings, %.0f s", len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
-    thresholds = {label: best[label][1][:2] for label in labels}
+    thresholds = {label: class_choice(candidates[label], max_latency_s).values[:2] for label in labels}
     t0 = time.perf_counter()
     for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
         consider({label: (*thresholds[label], min_on, min_off) for label in labels})
     log.info("stage 2 (durations): %d settings, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S), time.perf_counter() - t0)
 
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
+    tuned = [label for label in labels if n_ref[label] > 0]
+    by_class = {label: class_choice(candidates[label], max_latency_s) for label in tuned}
+    final = by_class if objective == "class" else joint_choice(
+        {label: candidates[label] for label in tuned}, by_class, n_ref, max_latency_s)
     chosen, report = {f: [] for f in FIELDS}, {}
     for k, label in enumerate(labels):
-        (within, ev_f1, seg_f1), values, latency = best[label]
-        tuned = n_ref[label] > 0
-        if not tuned:
-            values = tuple(getattr(fallback, f)[k] for f in FIELDS)
+        c = final.get(label)
+        values = c.values if c else tuple(getattr(fallback, f)[k] for f in FIELDS)
         for f, v in zip(FIELDS, values):
             chosen[f].append(round(float(v), 4))
-        report[label] = {"event_f1": ev_f1, "segment_f1": seg_f1, "latency_s": None if np.isnan(latency) else latency,
-                         "within_budget": within, "n_ref": n_ref[label], "tuned": tuned}
-    return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report
+        report[label] = {"event_f1": c.event_f1 if c else 0.0, "segment_f1": c.segment_f1 if c else 0.0,
+                         "latency_s": None if not c or np.isnan(c.latency_s) else c.latency_s,
+                         "within_budget": bool(c and c.eligible(max_latency_s)), "n_ref": n_ref[label],
+                         "tuned": c is not None}
+    summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref), "micro_f1": micro_f1(final, n_ref)}
+    return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report, summary
 
 
 def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
@@ -207,9 +280,11 @@ def run(args) -> int:
     t0 = time.perf_counter()
     runs = run_model(model, split, info.smoother)
     log.info("model pass: %.0f s", time.perf_counter() - t0)
-    params, report = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
-                            max_latency_s=args.max_latency)
+    params, report, summary = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
+                                     max_latency_s=args.max_latency, objective=args.objective)
     print(format_choice(info.labels, params, report))
+    print(f"\n{split.name} micro event F1: {summary['micro_f1']:.3f} with the {summary['objective']} objective "
+          f"({summary['class_micro_f1']:.3f} with each class's own best)")
     if args.dry_run:
         return 0
     write_smoother(src, dst, params)

@@ -1,6 +1,7 @@
 """Evaluation and tuning: the scorers on hand-made events, the cached-probability path against
 the pipeline, the commands end to end on a tiny synthetic dataset, and the silero-vad peer."""
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import GRID_ON, backdate, choose, onset_lags
+from rttag.tune import GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, micro_f1, onset_lags
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -239,7 +240,8 @@ def test_eval_command_errors_are_one_line(dataset, tmp_path):
     assert proc.returncode != 0 and len(err) == 1 and err[0].startswith("rttag: error: no model")
 
 
-def test_tune_keeps_the_latency_budget_unless_nothing_meets_it():
+@pytest.mark.parametrize("objective", ["micro", "class"])
+def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     """Three 3 s dog events the model tracks exactly, and four 150 ms blips. A 0.2 s minimum
     duration removes the blips (event F1 1.0) but decides 0.2 s late; with min_on_s ≤ 0.1 the
     blips stay (F1 0.6). The latency budget decides which one the tuner takes."""
@@ -254,15 +256,50 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it():
     split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
     runs = {"a.wav": FileRun(p[:, None], [], duration)}
     fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,))
-    fast, fast_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15)
+    fast, fast_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15, objective=objective)
     assert fast.min_on_s[0] <= 0.1 and fast_report["dog"]["within_budget"]
     assert fast_report["dog"]["latency_s"] <= 0.15 and fast_report["dog"]["event_f1"] == pytest.approx(0.6)
-    slow, slow_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=10.0)
+    slow, slow_report, summary = choose(split, runs, ["dog"], timing, fallback, max_latency_s=10.0,
+                                        objective=objective)
     assert slow.min_on_s[0] >= 0.2 and slow_report["dog"]["event_f1"] == pytest.approx(1.0)
     assert slow_report["dog"]["latency_s"] > 0.15
+    assert summary["micro_f1"] == summary["class_micro_f1"] == pytest.approx(1.0)  # one class: the same optimum
     # A budget nothing meets: the best setting regardless of latency, flagged as over budget.
-    none, none_report = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0)
+    none, none_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective)
     assert none_report["dog"]["event_f1"] == pytest.approx(1.0) and not none_report["dog"]["within_budget"]
+
+
+def test_joint_choice_keeps_a_poorly_recognised_class_conservative():
+    """Class-wise, the dog's best F1 (0.2) comes from a setting with 90 false events; those
+    cost the bird's precision in the micro F1, so the joint choice takes the dog setting with
+    F1 0.1 and 2 false events, and the micro F1 rises from 0.49 to 0.67."""
+    n_ref = {"bird": 50, "dog": 20}
+    bird = [Candidate((0.5,), 0.8, 0.8, 0.1, 40, 50)]
+    noisy, quiet = Candidate((0.2,), 0.2, 0.3, 0.1, 11, 90), Candidate((0.9,), 0.1, 0.1, 0.1, 1, 3)
+    by_class = {"bird": bird[0], "dog": class_choice([noisy, quiet], 0.25)}
+    assert by_class["dog"] is noisy and micro_f1(by_class, n_ref) == pytest.approx(102 / 210)
+    joint = joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, 0.25)
+    assert joint["dog"] is quiet and micro_f1(joint, n_ref) == pytest.approx(82 / 123)
+    # over budget (latency NaN or too late) or detecting nothing: never chosen while something else is eligible
+    late, blind = Candidate((0.3,), 0.9, 0.9, 0.5, 19, 21), Candidate((0.95,), 0.0, 0.0, float("nan"), 0, 0)
+    assert joint_choice({"bird": bird, "dog": [late, blind, quiet]}, by_class, n_ref, 0.25)["dog"] is quiet
+
+
+def test_joint_choice_is_the_exhaustive_optimum():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        labels = ["a", "b", "c"]
+        n_ref = {k: int(rng.integers(5, 40)) for k in labels}
+        cands = {}
+        for k in labels:
+            cands[k] = []
+            for i in range(4):
+                tp = int(rng.integers(1, n_ref[k] + 1))
+                cands[k].append(Candidate((i,), 0.0, float(rng.random()), 0.1, tp, tp + int(rng.integers(0, 60))))
+        start = {k: cands[k][0] for k in labels}
+        best = max(itertools.product(*cands.values()), key=lambda combo: micro_f1(dict(zip(labels, combo)), n_ref))
+        got = joint_choice(cands, start, n_ref, 0.25)
+        assert micro_f1(got, n_ref) == pytest.approx(micro_f1(dict(zip(labels, best)), n_ref))
 
 
 def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):
@@ -274,6 +311,7 @@ def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_pat
     proc = run_rttag("tune", "--model", str(tuned_path), "--data", str(dataset))
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().startswith("| label | on | off |")
+    assert "validation micro event F1:" in proc.stdout.decode() and "class objective" in proc.stdout.decode()
     after = OnnxModel(tuned_path).info
     assert after.smoother != before.smoother
     assert (after.labels, after.frontend, after.state_shapes) == (before.labels, before.frontend, before.state_shapes)
