@@ -18,9 +18,10 @@ The best epoch's weights are kept; training stops after ``--patience`` epochs wi
 improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
 that budget). With ``--ema DECAY`` the weights that are validated and kept are an exponential
 moving average of the trained ones (updated after every step; buffers too), which smooths out
-the last steps' noise. At the end the smoother values are tuned on validation, test-split metrics are
-measured with them, and all of it goes into the checkpoint (``torch.load(weights_only=True)``
-readable: state_dict + a JSON-able config) and a learning-curve PNG.
+the last steps' noise. At the end the smoother values are tuned on validation, test-split
+metrics are measured with them, and all of it goes into the checkpoint
+(``torch.load(weights_only=True)`` readable: state_dict + a JSON-able config) and a
+learning-curve PNG.
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "init": {k: prior.get(k) for k in ("command", "wall_minutes", "epochs", "init", "data")} if init else None,
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
-            "lr": args.lr, "ema": args.ema,
-            "malloc_env": all(k in os.environ for k in MALLOC_ENV), "onset_weight": args.onset_weight, "augment": not args.no_augment}
+            "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight, "augment": not args.no_augment,
+            "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
 def restart_with_malloc_env() -> None:
