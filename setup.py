@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["rttag", "rttag.*"]),
-    package_data={"rttag": ["schema/*.json", "assets/*.wav", "assets/*.tsv", "assets/*.md"]},
+    package_data={"rttag": ["schema/*.json", "assets/*.wav", "assets/*.tsv", "assets/*.md", "dataset/*.tsv"]},
     data_files=[("share/rttag/models", [str(p) for p in sorted(Path("models").glob("*.onnx"))])],
     install_requires=[
         "numpy>=1.24",

@@ -139,3 +139,32 @@ def test_weighted_pool_picks_the_joined_share():
     picks = [pick(joined, rng)[1][0] for _ in range(4000)]
     assert picks.count("synth") / len(picks) == pytest.approx(0.25, abs=0.03)
     assert real.joined(Pool([], []), 0.5).weights is None
+
+
+def test_bundled_extra_sources_only_widen_the_train_split():
+    from rttag import LABELS
+    from rttag.dataset.sources import default_extra_sources_tsv, default_sources_tsv, read_sources
+    from rttag.dataset.splits import check_extra
+    vetted, extra = read_sources(default_sources_tsv()), read_sources(default_extra_sources_tsv())
+    assert len(extra) > 100 and {s.label for s in extra} <= set(LABELS)
+    check_extra(extra, vetted, set(LABELS))
+    before, after = assign(vetted), assign(vetted + extra)
+    for split in ("validation", "test"):
+        assert after[split] == before[split]
+    assert sum(map(len, after["train"].values())) == sum(map(len, before["train"].values())) + len(extra)
+
+
+@pytest.mark.parametrize("row, why", [
+    (("newpkg", "a.ogg", "dog", "test", "GPL", 1.0), "split is not train"),
+    (("newpkg", "a.ogg", "cat", "train", "GPL", 1.0), "unknown label"),
+    (("newpkg", "a.ogg", "dog", "train", " ", 1.0), "no licence"),
+    (("hedgewars-data", "b.ogg", "dog", "train", "GPL", 1.0), "feeds the test split"),
+    (("qabcs-data", "b.ogg", "dog", "train", "GPL", 1.0), "validation split of this label"),
+    (("0ad-data", "x.ogg", "music", "train", "GPL", 1.0), "already in the vetted list"),
+])
+def test_extra_source_that_would_change_validation_or_test_is_refused(row, why):
+    from rttag.dataset.splits import check_extra
+    vetted = [Source("hedgewars-data", "h.ogg", "speech", "test", "GPL", 1.0),
+              Source("0ad-data", "x.ogg", "music", "train", "GPL", 1.0)]
+    with pytest.raises(SourceError, match=why):
+        check_extra([Source(*row)], vetted, {"dog", "music", "speech"})

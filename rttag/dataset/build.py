@@ -25,9 +25,10 @@ import numpy as np
 
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
-from .sources import (Source, copyright_lines, default_sources_tsv, fetch_and_unpack, load_decoded,
-                      read_sources)
-from .splits import SPLITS, VALIDATION_PACKAGES, assign
+from .. import LABELS
+from .sources import (Source, copyright_lines, default_extra_sources_tsv, default_sources_tsv, fetch_and_unpack,
+                      load_decoded, read_sources)
+from .splits import SPLITS, VALIDATION_PACKAGES, assign, check_extra
 from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-hours", type=float, default=1.0, help="default: 1")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "rttag"), help="download/decode cache")
     parser.add_argument("--sources", default=None, help="sources.tsv (default: ../shared/data/sources.tsv)")
+    parser.add_argument("--extra-sources", default=None, metavar="TSV",
+                        help="further train-only recordings (default: rttag's own rttag/dataset/extra_sources.tsv; "
+                             "'none': the vetted list alone)")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
@@ -152,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
     if args.hours <= 0 or args.validation_hours <= 0 or args.test_hours <= 0:
         raise RttagError("data build: --hours, --validation-hours and --test-hours must be positive")
     sources = read_sources(Path(args.sources) if args.sources else default_sources_tsv())
+    extra = []
+    if args.extra_sources != "none":
+        extra = read_sources(Path(args.extra_sources) if args.extra_sources else default_extra_sources_tsv())
+        check_extra(extra, sources, set(LABELS))
+        sources += extra
     fetch_and_unpack(sorted({s.package for s in sources}), cache, progress)
     audio, problems = decode_all(sources, cache, args.workers, progress)
     for p in problems:
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             raise RttagError(f"data build: no usable recordings for {', '.join(empty)} in the {split} split")
     (out / "metadata").mkdir(parents=True, exist_ok=True)
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
-    manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "validation_packages": {
+    manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra), "validation_packages": {
         k: sorted(v) for k, v in VALIDATION_PACKAGES.items()},
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}

@@ -55,6 +55,11 @@ def default_sources_tsv() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "sources.tsv"
 
 
+def default_extra_sources_tsv() -> Path:
+    """rttag's own list of further training recordings (``rttag/dataset/extra_sources.tsv``)."""
+    return Path(__file__).resolve().parent / "extra_sources.tsv"
+
+
 def read_sources(tsv: Path) -> list[Source]:
     if not tsv.is_file():
         raise SourceError(f"source list not found: {tsv} (pass --sources)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .sources import Source
+from .sources import Source, SourceError
 
 SPLITS = ("train", "validation", "test")
 
@@ -43,3 +43,21 @@ def assign(sources: list[Source]) -> dict[str, dict[str, list[Source]]]:
         out[split_of(src)][src.label].append(src)
     return {s: {label: sorted(v, key=lambda x: (x.package, x.path)) for label, v in d.items()}
             for s, d in out.items()}
+
+
+def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> None:
+    """The extra list may only widen the train split: every row is ``train``, has a licence and
+    a known label, and its package feeds neither the test split (any label) nor the validation
+    split of its label — so validation and test stay exactly what the vetted list makes them."""
+    test_packages = {s.package for s in vetted if s.split == "test"}
+    known = {(s.package, s.path) for s in vetted}
+    for s in extra:
+        why = ("split is not train" if s.split != "train" else
+               f"unknown label {s.label!r}" if s.label not in labels else
+               "no licence" if not s.licence.strip() else
+               "package feeds the test split" if s.package in test_packages else
+               "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
+               else "already in the vetted list" if (s.package, s.path) in known else None)
+        if why:
+            raise SourceError(f"extra source {s.package}:{s.path}: {why}")
+
