@@ -53,6 +53,8 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-on", type=float, dest="min_on_s", help="minimum event duration, s [smoother.min_on_s]")
     g.add_argument("--min-off", type=float, dest="min_off_s", help="minimum gap between events, s [smoother.min_off_s]")
     g.add_argument("--onset-lag", type=float, dest="onset_lag_s", help="back-date onsets by s [smoother.onset_lag_s]")
+    g.add_argument("--offset-lag", type=float, dest="offset_lag_s",
+                   help="back-date offsets by s [smoother.offset_lag_s]")
     g.add_argument("--no-smoother", action="store_true", help="raw per-frame thresholding [smoother.enabled: false]")
 
 
@@ -93,13 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _resolve_config(args):
     from . import config as cfg
+    from .smoother import FIELDS as SMOOTHER_FIELDS
 
     conf = cfg.load(args.config)
     flags = {k: getattr(args, k) for k in ("model", "providers", "threads", "block_size", "frames_per_call",
                                             "ring_seconds", "stream", "state_reset_s") if getattr(args, k, None) is not None}
     if getattr(args, "device", None) is not None:
         flags["device"] = args.device
-    sm = {k: getattr(args, k) for k in ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
+    sm = {k: getattr(args, k) for k in SMOOTHER_FIELDS
           if getattr(args, k, None) is not None}
     if args.no_smoother:
         sm["enabled"] = False

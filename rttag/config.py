@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import RttagError
+from .smoother import FIELDS as SMOOTHER_FIELDS
 
 PerClass = Union[None, float, dict]
 """A smoother setting: None (the model's tuned value), one number for every class, or a
@@ -30,6 +31,7 @@ class SmootherConfig:
     min_on_s: PerClass = None
     min_off_s: PerClass = None
     onset_lag_s: PerClass = None
+    offset_lag_s: PerClass = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ _TYPES = {
     "state_reset_s": (int, float),
     "smoother.enabled": (bool,),
     **{f"smoother.{k}": (int, float, dict, type(None))
-       for k in ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")},
+       for k in SMOOTHER_FIELDS},
     **{f"frontend.{k}": (int, type(None)) for k in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels")},
     **{f"frontend.{k}": (int, float, type(None)) for k in ("fmin", "fmax", "log_offset")},
 }

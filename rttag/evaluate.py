@@ -46,7 +46,7 @@ import numpy as np
 from .errors import RttagError
 from .events import OffEvent, OnEvent
 from .frontend import FrontendParams
-from .smoother import Smoother, SmootherParams
+from .smoother import FIELDS as SMOOTHER_FIELDS, Smoother, SmootherParams
 
 log = logging.getLogger(__name__)
 
@@ -639,8 +639,7 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
 
 
 def _params_dict(params: SmootherParams, labels: Sequence[str]) -> dict:
-    return {k: dict(zip(labels, getattr(params, k)))
-            for k in ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")}
+    return {k: dict(zip(labels, getattr(params, k))) for k in SMOOTHER_FIELDS}
 
 
 def _busiest_file(split: Split) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError
 from .runtime import ModelInfo, OnnxModel
-from .smoother import SmootherParams
+from .smoother import FIELDS as SMOOTHER_FIELDS, SmootherParams
 
 
 def load_model(conf: Config, default_path: Path) -> OnnxModel:
@@ -31,7 +31,7 @@ def smoother_params(conf: Config, info: ModelInfo) -> SmootherParams:
     ``smoother.enabled`` is false)."""
     labels = info.labels
     values = {}
-    for name in ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s"):
+    for name in SMOOTHER_FIELDS:
         base = list(getattr(info.smoother, name))
         override = getattr(conf.smoother, name)
         if isinstance(override, dict):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import RttagError
 from .frontend import FrontendParams
-from .smoother import SmootherParams
+from .smoother import FIELDS as SMOOTHER_FIELDS, SmootherParams
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class ModelInfo:
             m = json.loads(meta["rttag"])
             labels = tuple(m["labels"])
             sm = m["smoother"]
-            smoother = SmootherParams(*(tuple(float(v) for v in sm[k]) for k in
-                                        ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")))
+            sm.setdefault("offset_lag_s", [0.0] * len(sm["on_threshold"]))  # models tuned before offsets were back-dated
+            smoother = SmootherParams(*(tuple(float(v) for v in sm[k]) for k in SMOOTHER_FIELDS))
             if len(smoother.on_threshold) != len(labels):
                 raise ValueError("smoother thresholds and labels differ in length")
             names = tuple(m["state"]["names"])

@@ -31,7 +31,7 @@ STATE_SHAPE = (2, 128)
 """State ``[2, B, 128]``; the batch is axis 1."""
 MODEL_FILE = "silero_vad.onnx"
 STREAMING_PARAMS = SmootherParams(on_threshold=(0.5,), off_threshold=(0.35,), min_on_s=(0.25,),
-                                  min_off_s=(0.1,), onset_lag_s=(0.0,))
+                                  min_off_s=(0.1,), onset_lag_s=(0.0,), offset_lag_s=(0.0,))
 """silero-vad's usual streaming settings as rttag smoother parameters (one class: speech)."""
 
 

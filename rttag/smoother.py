@@ -6,8 +6,10 @@ its ``on`` is emitted, so blips shorter than that are never reported) and a mini
 (after p drops, the ``off`` waits ``min_off_s``; if p climbs back to on_threshold inside
 that gap the event simply continues). Decisions are made at frame arrival time ``at``; the
 boundary time ``t`` of an ``on`` is back-dated by ``onset_lag_s``, the model's measured
-reaction lag. With ``min_on_s = min_off_s = onset_lag_s = 0`` and equal thresholds this is
-raw per-frame thresholding.
+reaction lag, and that of an ``off`` by ``offset_lag_s``, how long the model's probability
+measurably outlasts the sound (never before the event's own ``on``). With ``min_on_s =
+min_off_s = onset_lag_s = offset_lag_s = 0`` and equal thresholds this is raw per-frame
+thresholding.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import numpy as np
 
 from .events import OffEvent, OnEvent
 
+FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s", "offset_lag_s")
+"""The per-class parameters in :class:`SmootherParams` order; also the keys of the ``smoother``
+block of a model's metadata and of the config file."""
+
 
 @dataclass(frozen=True)
 class SmootherParams:
@@ -29,10 +35,11 @@ class SmootherParams:
     min_on_s: tuple[float, ...]
     min_off_s: tuple[float, ...]
     onset_lag_s: tuple[float, ...]
+    offset_lag_s: tuple[float, ...]
 
     def __post_init__(self):
         n = len(self.on_threshold)
-        for name in ("off_threshold", "min_on_s", "min_off_s", "onset_lag_s"):
+        for name in FIELDS[1:]:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"smoother.{name} has {len(getattr(self, name))} values, expected {n}")
         for on, off in zip(self.on_threshold, self.off_threshold):
@@ -41,9 +48,9 @@ class SmootherParams:
 
     @classmethod
     def raw(cls, on_threshold: Sequence[float]) -> "SmootherParams":
-        """Plain per-frame thresholding at ``on_threshold`` (no hysteresis, durations, lag)."""
+        """Plain per-frame thresholding at ``on_threshold`` (no hysteresis, durations, lags)."""
         n = len(on_threshold)
-        return cls(tuple(on_threshold), tuple(on_threshold), (0.0,) * n, (0.0,) * n, (0.0,) * n)
+        return cls(tuple(on_threshold), tuple(on_threshold), *((0.0,) * n,) * 4)
 
 
 # Per-class phases.
@@ -84,6 +91,9 @@ class Smoother:
 
     def _onset_time(self, k: int) -> float:
         return max(0.0, self._centre(self._start[k]) - self.params.onset_lag_s[k])
+
+    def _offset_time(self, k: int) -> float:
+        return max(self._centre(self._stop[k]) - self.params.offset_lag_s[k], self._onset_t[k])
 
     def update(self, probs: np.ndarray) -> Iterator[OnEvent | OffEvent]:
         """Consume probabilities ``[T, n_classes]`` and yield the events they decide."""
@@ -130,14 +140,15 @@ class Smoother:
                 return
             if i - self._stop[k] >= self._min_off[k]:
                 self._phase[k] = _IDLE
-                t = max(self._centre(self._stop[k]), self._onset_t[k])
-                yield OffEvent(self.stream, self.labels[k], t, at, self._onset_t[k], self._psum[k] / self._count[k])
+                yield OffEvent(self.stream, self.labels[k], self._offset_time(k), at, self._onset_t[k],
+                               self._psum[k] / self._count[k])
 
     def close(self, t_end: float) -> Iterator[OffEvent]:
-        """End of stream at ``t_end`` s: close every open event with an ``off``, drop candidates."""
+        """End of stream at ``t_end`` s: close every open event with an ``off`` (one still above
+        its threshold ends at ``t_end``), drop candidates."""
         for k, phase in enumerate(self._phase):
             if phase in (_ACTIVE, _PENDING_OFF):
-                t = self._centre(self._stop[k]) if phase == _PENDING_OFF else max(t_end, self._onset_t[k])
-                yield OffEvent(self.stream, self.labels[k], max(t, self._onset_t[k]), max(t_end, t),
+                t = self._offset_time(k) if phase == _PENDING_OFF else max(t_end, self._onset_t[k])
+                yield OffEvent(self.stream, self.labels[k], t, max(t_end, t),
                                self._onset_t[k], self._psum[k] / self._count[k])
         self.reset()

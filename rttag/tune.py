@@ -9,11 +9,14 @@ smoother over them. Per class, a small grid in two stages:
    ``min_off_s`` = 0.2 s);
 2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds.
 
-For every setting the onset lag is measured per class — the median of (model-placed onset −
-reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
-``MAX_LAG_S`` after the onset, with no back-dating, never below 0 — and the events' onsets
-are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``;
-``at`` is untouched).
+For every setting two lags are measured per class over the matched events
+(:func:`rttag.evaluate.match_onsets`) whose model-placed onset is at most ``MAX_LAG_S`` after
+the reference onset, with no back-dating, never below 0: the onset lag, the median of
+(model-placed onset − reference onset), and the offset lag, the median of (model-placed offset −
+reference offset), at most ``MAX_OFFSET_LAG_S`` — the probability of a causal model outlasts
+the sound, and an event-based F1 wants offsets too (within max(200 ms, 20 % of the event)).
+The events' onsets and offsets are back-dated by them before scoring (exactly what the
+smoother does with ``onset_lag_s`` and ``offset_lag_s``; ``at`` is untouched).
 
 A setting is *eligible* for a class when it detects at least one of the class's events and
 its median decision latency on the class's matched validation events (``at`` − reference
@@ -53,7 +56,7 @@ import numpy as np
 from .errors import RttagError
 from .evaluate import (Detection, FrameTiming, Split, load_split, match_onsets, model_path, run_model, sed_scores,
                        smooth)
-from .smoother import SmootherParams
+from .smoother import FIELDS, SmootherParams
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +73,14 @@ MAX_LATENCY_S = 0.25
 """Default decision-latency budget (s) per class: median ``at`` − reference onset."""
 MAX_LAG_S = 1.0
 """Longest onset delay (s) taken as reaction lag."""
-FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")
+MAX_OFFSET_LAG_S = 2.0
+"""Longest offset back-dating (s)."""
 OBJECTIVES = ("class", "micro")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """What one smoother setting (``values``, in :data:`FIELDS` order) scored for one class:
+    """What one smoother setting (``values``, in :data:`rttag.smoother.FIELDS` order) scored for one class:
     event and segment F1, median decision latency (s; NaN when nothing matched), true
     positive and system event counts."""
 
@@ -96,7 +100,7 @@ class TuneError(RttagError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Choose per-class smoother thresholds, durations and onset lag on the validation split "
+    parser.description = ("Choose per-class smoother thresholds, durations and onset/offset lags on the validation split "
                           "and write them into the model's metadata.")
     parser.add_argument("--model", required=True, help="ONNX model (name in models/ or path)")
     parser.add_argument("--data", default="data", help="dataset folder with metadata/SPLIT.tsv and audio/SPLIT/")
@@ -113,25 +117,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "micro: the settings that together give the best micro event F1")
 
 
-def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
-    """Per label, the median (predicted onset − reference onset) over matched events, in s
-    (0 when nothing matched; never negative: the smoother only back-dates). Matches placed
-    more than ``MAX_LAG_S`` after the reference onset are left out: they are late detections
-    inside long events, not the model's reaction lag, and a few of them on a small validation
-    split would otherwise back-date every event of the class by seconds."""
-    diffs: dict[str, list[float]] = {label: [] for label in labels}
+def measured_lags(split: Split, detections: dict[str, list[Detection]],
+                  labels: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per label, the onset lag and the offset lag (s; see the module docstring): medians of
+    (predicted − reference) onset and offset over the matched events, 0 when nothing matched,
+    never negative (the smoother only back-dates). Matches placed more than ``MAX_LAG_S``
+    after the reference onset are left out: they are late detections inside long events, not
+    the model's reaction, and a few of them on a small validation split would otherwise
+    back-date every event of the class by seconds."""
+    on: dict[str, list[float]] = {label: [] for label in labels}
+    off: dict[str, list[float]] = {label: [] for label in labels}
     for name in split.paths:
         for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
             if det.onset - ref.onset <= MAX_LAG_S:
-                diffs[ref.label].append(det.onset - ref.onset)
-    return {label: max(0.0, float(np.median(d))) if d else 0.0 for label, d in diffs.items()}
+                on[ref.label].append(det.onset - ref.onset)
+                off[ref.label].append(det.offset - ref.offset)
+
+    def median(d: list[float], cap: float) -> float:
+        return min(cap, max(0.0, float(np.median(d)))) if d else 0.0
+
+    return ({label: median(d, MAX_LAG_S) for label, d in on.items()},
+            {label: median(d, MAX_OFFSET_LAG_S) for label, d in off.items()})
 
 
-def backdate(detections: dict[str, list[Detection]], lags: dict[str, float]) -> dict[str, list[Detection]]:
-    """The events a smoother with ``onset_lag_s = lags`` would give, from a lag-0 run: onsets
-    moved ``lag`` s earlier (not before 0); offsets and decision times unchanged."""
-    return {name: [replace(d, onset=max(0.0, d.onset - lags[d.label])) for d in dets]
-            for name, dets in detections.items()}
+def backdate(detections: dict[str, list[Detection]], onset_lags: dict[str, float],
+             offset_lags: dict[str, float], ends: dict[str, float]) -> dict[str, list[Detection]]:
+    """The events a smoother with ``onset_lag_s = onset_lags`` and ``offset_lag_s =
+    offset_lags`` would give, from a run without lags: onsets moved earlier (not before 0),
+    offsets moved earlier (not before their onset) except those of events still on when the
+    file ended at ``ends[name]`` s (the smoother closes them at the end); decision times
+    unchanged."""
+    out = {}
+    for name, dets in detections.items():
+        out[name] = []
+        for d in dets:
+            onset = max(0.0, d.onset - onset_lags[d.label])
+            offset = d.offset if d.offset >= ends[name] else max(onset, d.offset - offset_lags[d.label])
+            out[name].append(replace(d, onset=onset, offset=offset))
+    return out
 
 
 def decision_latencies(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
@@ -147,18 +170,20 @@ def decision_latencies(split: Split, detections: dict[str, list[Detection]], lab
 def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            values_by_label: dict[str, tuple]) -> dict[str, Candidate]:
     """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
-    with the onset lag measured at lag 0 and then applied."""
+    with the onset and offset lags measured without lags and then applied."""
     n = len(labels)
-    params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)), (0.0,) * n)
+    params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)),
+                            (0.0,) * n, (0.0,) * n)
     dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
-    lags = onset_lags(split, dets, labels)
+    onset_lag, offset_lag = measured_lags(split, dets, labels)
     latency = decision_latencies(split, dets, labels)
-    scores = sed_scores(split, backdate(dets, lags), labels)
+    scores = sed_scores(split, backdate(dets, onset_lag, offset_lag, {name: r.t_end for name, r in runs.items()}),
+                        labels)
     out = {}
     for label in labels:
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        out[label] = Candidate((*values_by_label[label], lags[label]), ev["f1"] or 0.0, seg["f1"] or 0.0,
-                               latency[label], ev["n_tp"], ev["n_sys"])
+        out[label] = Candidate((*values_by_label[label], onset_lag[label], offset_lag[label]), ev["f1"] or 0.0,
+                               seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"])
     return out
 
 
@@ -253,9 +278,9 @@ def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
 
 def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -> str:
     """The chosen settings as a Markdown table (one row per label)."""
-    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | val event F1 | val segment F1 "
+    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | offset_lag_s | val event F1 | val segment F1 "
              "| val latency (s) | val events |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, label in enumerate(labels):
         r = report[label]
         note = "" if r["tuned"] else " (no events: kept)"

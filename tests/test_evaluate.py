@@ -2,6 +2,7 @@
 the pipeline, the commands end to end on a tiny synthetic dataset, and the silero-vad peer."""
 
 import itertools
+from dataclasses import replace
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +18,8 @@ from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, micro_f1, onset_lags
+from rttag.tune import (GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, measured_lags,
+                        micro_f1)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -159,29 +161,36 @@ def test_backdating_equals_the_smoother_lag(model, bursts_wav):
     info = model.info
     run = stream_file(model, Path(bursts_wav), info.smoother)
     timing = FrameTiming.of_frontend(info.frontend)
-    base = SmootherParams(*(getattr(info.smoother, f) for f in ("on_threshold", "off_threshold", "min_on_s",
-                                                                 "min_off_s")), (0.0,) * len(info.labels))
+    n = len(info.labels)
+    base = replace(info.smoother, onset_lag_s=(0.0,) * n, offset_lag_s=(0.0,) * n)
     lags = {label: 0.01 * (k + 1) for k, label in enumerate(info.labels)}
-    lagged = SmootherParams(*(getattr(base, f) for f in ("on_threshold", "off_threshold", "min_on_s", "min_off_s")),
-                            tuple(lags[label] for label in info.labels))
+    off_lags = {label: 0.05 * (k + 1) for k, label in enumerate(info.labels)}
+    lagged = replace(base, onset_lag_s=tuple(lags[label] for label in info.labels),
+                     offset_lag_s=tuple(off_lags[label] for label in info.labels))
     direct = smooth(run.probs, info.labels, lagged, timing, run.t_end)
-    shifted = backdate({"f": smooth(run.probs, info.labels, base, timing, run.t_end)}, lags)["f"]
+    shifted = backdate({"f": smooth(run.probs, info.labels, base, timing, run.t_end)}, lags, off_lags,
+                       {"f": run.t_end})["f"]
     assert sorted(shifted, key=lambda d: (d.label, d.onset)) == sorted(direct, key=lambda d: (d.label, d.onset))
+    assert any(d.offset < b.offset for d, b in zip(sorted(direct, key=lambda d: (d.label, d.onset)),
+                                                   sorted(smooth(run.probs, info.labels, base, timing, run.t_end),
+                                                          key=lambda d: (d.label, d.onset))))
 
 
-def test_onset_lag_is_the_median_delay_of_matched_events():
+def test_onset_and_offset_lags_are_the_median_delays_of_matched_events():
     split = split_of({"a.wav": [RefEvent(1, 2, "dog"), RefEvent(3, 4, "dog"), RefEvent(5, 6, "dog"),
                                 RefEvent(1, 2, "bird")]}, {"a.wav": 10.0})
-    dets = {"a.wav": [Detection("dog", 1.1, 2, 1.2), Detection("dog", 3.3, 4, 3.4), Detection("dog", 5.4, 6, 5.5),
-                      Detection("bird", 0.9, 2, 1.0)]}
-    assert onset_lags(split, dets, ["dog", "bird", "water"]) == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
+    dets = {"a.wav": [Detection("dog", 1.1, 2.5, 1.2), Detection("dog", 3.3, 4.9, 3.4), Detection("dog", 5.4, 6.2, 5.5),
+                      Detection("bird", 0.9, 1.5, 1.0)]}
+    onset, offset = measured_lags(split, dets, ["dog", "bird", "water"])
+    assert onset == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
+    assert offset == pytest.approx({"dog": 0.5, "bird": 0.0, "water": 0.0})  # medians; bird's −0.5 → 0
 
 
 def test_onset_lag_leaves_out_late_detections_inside_long_events():
     split = split_of({"a.wav": [RefEvent(1, 9, "dog"), RefEvent(10, 18, "dog"), RefEvent(20, 21, "dog")]},
                      {"a.wav": 25.0})
     dets = {"a.wav": [Detection("dog", 4.0, 9, 4.1), Detection("dog", 13.5, 18, 13.6), Detection("dog", 20.2, 21, 20.3)]}
-    assert onset_lags(split, dets, ["dog"]) == pytest.approx({"dog": 0.2})
+    assert measured_lags(split, dets, ["dog"])[0] == pytest.approx({"dog": 0.2})
 
 
 # --------------------------------------------------------------- dataset loading
@@ -255,7 +264,7 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
         p[(centres >= a) & (centres < a + 0.15)] = 0.99
     split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
     runs = {"a.wav": FileRun(p[:, None], [], duration)}
-    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,))
+    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,), (0.0,))
     fast, fast_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15, objective=objective)
     assert fast.min_on_s[0] <= 0.1 and fast_report["dog"]["within_budget"]
     assert fast_report["dog"]["latency_s"] <= 0.15 and fast_report["dog"]["event_f1"] == pytest.approx(0.6)

@@ -70,3 +70,10 @@ def test_missing_metadata_fields_are_named(tmp_path):
 def test_metadata_is_json_with_the_contract_keys(model_path):
     meta = json.loads(OnnxModel(model_path).session.get_modelmeta().custom_metadata_map["rttag"])
     assert {"format", "name", "version", "arch", "frontend", "labels", "state", "smoother"} <= set(meta)
+
+
+def test_a_model_tuned_before_offset_lags_reads_them_as_zero(model_path):
+    # the fixture model's smoother block has no offset_lag_s, like models tuned before it existed
+    meta = json.loads(OnnxModel(model_path).session.get_modelmeta().custom_metadata_map["rttag"])
+    assert "offset_lag_s" not in meta["smoother"]
+    assert OnnxModel(model_path).info.smoother.offset_lag_s == (0.0,) * len(meta["labels"])

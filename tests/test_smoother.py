@@ -9,8 +9,8 @@ from rttag.smoother import Smoother, SmootherParams
 HOP = 0.01
 
 
-def run(seq, on=0.5, off=0.3, min_on=0.0, min_off=0.0, lag=0.0, split=None):
-    params = SmootherParams((on,), (off,), (min_on,), (min_off,), (lag,))
+def run(seq, on=0.5, off=0.3, min_on=0.0, min_off=0.0, lag=0.0, split=None, off_lag=0.0):
+    params = SmootherParams((on,), (off,), (min_on,), (min_off,), (lag,), (off_lag,))
     sm = Smoother(["dog"], params, "s", hop_s=HOP, centre0_s=0.016, ready0_s=0.032)
     probs = np.asarray(seq, dtype=np.float32)[:, None]
     parts = np.array_split(probs, split) if split else [probs]
@@ -43,6 +43,15 @@ def test_onset_lag_backdates_t_not_at():
     assert ev[0].t == pytest.approx(0.016 + 0.5 - 0.2) and ev[0].at == pytest.approx(0.032 + 0.5)
 
 
+def test_offset_lag_backdates_the_off_t_not_at_and_never_before_the_on():
+    seq = [0] * 10 + [0.9] * 30 + [0] * 10
+    plain, lagged = run(seq, min_off=0.05), run(seq, min_off=0.05, off_lag=0.12)
+    assert lagged[0] == plain[0]
+    assert lagged[1].t == pytest.approx(plain[1].t - 0.12) and lagged[1].at == pytest.approx(plain[1].at)
+    short = run([0] * 10 + [0.9] * 3 + [0] * 10, off_lag=1.0)
+    assert short[1].t == pytest.approx(short[0].t)
+
+
 def test_close_ends_open_events_at_stream_end():
     ev = run([0, 0.9, 0.9])
     assert isinstance(ev[-1], OffEvent) and ev[-1].t == pytest.approx(0.052)
@@ -66,4 +75,4 @@ def test_raw_mode_is_per_frame_thresholding():
 
 def test_bad_thresholds_are_rejected():
     with pytest.raises(ValueError, match="off_threshold <= on_threshold"):
-        SmootherParams((0.3,), (0.5,), (0,), (0,), (0,))
+        SmootherParams((0.3,), (0.5,), (0,), (0,), (0,), (0,))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import LABELS
+from ..smoother import FIELDS as SMOOTHER_FIELDS
 
 DESCRIPTION = {
     "crnn": "Stateful CRNN (default model): in-graph level normalisation (running 4 s level average as "
@@ -102,10 +103,9 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
     shipped = onnx_meta["smoother"] if onnx_meta else sm
     if shipped != sm:
         lines += ["The shipped ONNX carries a block re-tuned on validation with the real smoother (`rttag tune`):", "",
-                  "| label | on | off | min_on_s | min_off_s | onset_lag_s |", "|---|---|---|---|---|---|"]
-        lines += [f"| {label} | " + " | ".join(f"{shipped[k][i]:g}" for k in
-                  ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s")) + " |"
-                  for i, label in enumerate(LABELS)]
+                  "| label | " + " | ".join(SMOOTHER_FIELDS) + " |", "|---" * (len(SMOOTHER_FIELDS) + 1) + "|"]
+        lines += [f"| {label} | " + " | ".join(f"{shipped.get(k, [0.0] * len(LABELS))[i]:g}" for k in SMOOTHER_FIELDS)
+                  + " |" for i, label in enumerate(LABELS)]
     lines += ["", "Event-level figures through the streaming pipeline: docs/EVALUATION.md (`rttag eval`)."]
     if drift:
         c, r = drift["chained"], drift["reset_per_file"]
