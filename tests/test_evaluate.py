@@ -18,8 +18,8 @@ from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, measured_lags,
-                        micro_f1)
+from rttag.tune import (GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, micro_f1, offset_lags,
+                        onset_lags)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -176,21 +176,32 @@ def test_backdating_equals_the_smoother_lag(model, bursts_wav):
                                                           key=lambda d: (d.label, d.onset))))
 
 
-def test_onset_and_offset_lags_are_the_median_delays_of_matched_events():
+def test_onset_lag_is_the_median_delay_of_matched_events():
     split = split_of({"a.wav": [RefEvent(1, 2, "dog"), RefEvent(3, 4, "dog"), RefEvent(5, 6, "dog"),
                                 RefEvent(1, 2, "bird")]}, {"a.wav": 10.0})
-    dets = {"a.wav": [Detection("dog", 1.1, 2.5, 1.2), Detection("dog", 3.3, 4.9, 3.4), Detection("dog", 5.4, 6.2, 5.5),
-                      Detection("bird", 0.9, 1.5, 1.0)]}
-    onset, offset = measured_lags(split, dets, ["dog", "bird", "water"])
-    assert onset == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
-    assert offset == pytest.approx({"dog": 0.5, "bird": 0.0, "water": 0.0})  # medians; bird's −0.5 → 0
+    dets = {"a.wav": [Detection("dog", 1.1, 2, 1.2), Detection("dog", 3.3, 4, 3.4), Detection("dog", 5.4, 6, 5.5),
+                      Detection("bird", 0.9, 2, 1.0)]}
+    assert onset_lags(split, dets, ["dog", "bird", "water"]) == pytest.approx({"dog": 0.3, "bird": 0.0, "water": 0.0})
+
+
+def test_offset_lag_is_the_smallest_shift_that_brings_the_most_offsets_into_the_collar():
+    refs = [RefEvent(t, t + 1, "dog") for t in (1, 3, 5, 7)] + [RefEvent(1, 2, "bird"), RefEvent(9, 10, "bird")]
+    split = split_of({"a.wav": refs}, {"a.wav": 10.0})
+    dets = {"a.wav": [Detection("dog", 1.0, 2.5, 1.1), Detection("dog", 3.1, 4.5, 3.2), Detection("dog", 5.0, 6.58, 5.1),
+                      Detection("dog", 7.0, 8.0, 7.1),  # on time: lost once the shift passes 0.2 s
+                      Detection("dog", 5.6, 9.0, 5.7),  # onset off by 0.6 s: not an onset match, left out
+                      Detection("bird", 1.0, 2.1, 1.1),  # early enough already
+                      Detection("bird", 9.0, 10.0, 9.1)]}  # still on at the end of the file: never moved
+    lags = offset_lags(split, dets, ["dog", "bird", "water"], {"a.wav": 10.0})
+    # dog: late by 0.5, 0.5, 0.58 and 0 s; shifts 0.4-0.7 put the first three within 0.2 s, 0.4 is the smallest
+    assert lags == pytest.approx({"dog": 0.4, "bird": 0.0, "water": 0.0})
 
 
 def test_onset_lag_leaves_out_late_detections_inside_long_events():
     split = split_of({"a.wav": [RefEvent(1, 9, "dog"), RefEvent(10, 18, "dog"), RefEvent(20, 21, "dog")]},
                      {"a.wav": 25.0})
     dets = {"a.wav": [Detection("dog", 4.0, 9, 4.1), Detection("dog", 13.5, 18, 13.6), Detection("dog", 20.2, 21, 20.3)]}
-    assert measured_lags(split, dets, ["dog"])[0] == pytest.approx({"dog": 0.2})
+    assert onset_lags(split, dets, ["dog"]) == pytest.approx({"dog": 0.2})
 
 
 # --------------------------------------------------------------- dataset loading
