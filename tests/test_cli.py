@@ -117,6 +117,17 @@ def test_config_overrides_apply(model_path, bursts_wav, tmp_path):
     assert raw_ons >= sum(e["type"] == "on" for e in smoothed)
 
 
+def test_offset_lag_flag_moves_every_off_t_back_and_leaves_at(model_path, bursts_wav):
+    base = ["tag", str(bursts_wav), "--model", str(model_path), "--min-off", "0"]
+    plain = [e for e in parse_events(run_rttag(*base).stdout) if e["type"] == "off"]
+    lagged = [e for e in parse_events(run_rttag(*base, "--offset-lag", "0.05").stdout) if e["type"] == "off"]
+    assert len(lagged) == len(plain) and any(a["t"] < a["at"] for a in plain)
+    for a, b in zip(plain, lagged):
+        closed_by_the_end = a["t"] == a["at"]  # still on when the file ended: ends there, not moved
+        want = a["t"] if closed_by_the_end else max(a["t"] - 0.05, a["onset"])
+        assert b["at"] == a["at"] and b["t"] == pytest.approx(want, abs=1e-3)
+
+
 @pytest.mark.parametrize("device,needle", [("42", "input device 42"), ("no-such-mic", "no-such-mic")])
 def test_unknown_device(model_path, device, needle):
     assert_one_error_line(run_rttag("listen", "--device", device, "--model", str(model_path)), needle)
