@@ -183,23 +183,24 @@ def decision_latencies(split: Split, detections: dict[str, list[Detection]], lab
 
 
 def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
-           values_by_label: dict[str, tuple]) -> dict[str, Candidate]:
-    """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s, and
-    optionally offset_lag_s, else 0) scores, with the onset lag measured at lag 0 and then
-    applied."""
+           values_by_label: dict[str, tuple], with_offsets: bool = False) -> dict[str, Candidate]:
+    """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
+    with the onset lag measured at lag 0 and then applied; ``with_offsets``: the offset lag of
+    :func:`offset_lags` too (else 0)."""
     n = len(labels)
     params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)),
                             (0.0,) * n, (0.0,) * n)
-    offset_lag = {label: values_by_label[label][4] if len(values_by_label[label]) > 4 else 0.0 for label in labels}
     dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
+    ends = {name: r.t_end for name, r in runs.items()}
     onset_lag = onset_lags(split, dets, labels)
+    no_lag = dict.fromkeys(labels, 0.0)
+    offset_lag = offset_lags(split, backdate(dets, onset_lag, no_lag, ends), labels, ends) if with_offsets else no_lag
     latency = decision_latencies(split, dets, labels)
-    scores = sed_scores(split, backdate(dets, onset_lag, offset_lag, {name: r.t_end for name, r in runs.items()}),
-                        labels)
+    scores = sed_scores(split, backdate(dets, onset_lag, offset_lag, ends), labels)
     out = {}
     for label in labels:
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        out[label] = Candidate((*values_by_label[label][:4], onset_lag[label], offset_lag[label]), ev["f1"] or 0.0,
+        out[label] = Candidate((*values_by_label[label], onset_lag[label], offset_lag[label]), ev["f1"] or 0.0,
                                seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"])
     return out
 
@@ -236,14 +237,8 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
                   choice: dict[str, Candidate]) -> dict[str, Candidate]:
     """``choice`` (a candidate per class with events) with each class's offset lag set by
     :func:`offset_lags` at its chosen setting, and scored again with it."""
-    ends = {name: r.t_end for name, r in runs.items()}
-    values = {label: choice[label].values if label in choice else (1.0, 1.0, 0.0, 0.0, 0.0, 0.0) for label in labels}
-    n = len(labels)
-    params = SmootherParams(*(tuple(values[label][i] for label in labels) for i in range(4)), (0.0,) * n, (0.0,) * n)
-    dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
-    placed = backdate(dets, {label: values[label][4] for label in labels}, dict.fromkeys(labels, 0.0), ends)
-    lags = offset_lags(split, placed, labels, ends)
-    scored = _score(split, runs, labels, timing, {label: (*values[label][:4], lags[label]) for label in labels})
+    values = {label: choice[label].values[:4] if label in choice else (1.0, 1.0, 0.0, 0.0) for label in labels}
+    scored = _score(split, runs, labels, timing, values, with_offsets=True)
     return {label: scored[label] for label in choice}
 
 
