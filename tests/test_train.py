@@ -5,6 +5,7 @@ trainer's contract (checkpoint contents, the stage chain, exportability), not mo
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from rttag.runtime import OnnxModel
@@ -57,6 +58,16 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c2["train"]["total_wall_minutes"] >= c1["train"]["wall_minutes"]
     assert c2["best_epoch"] in (c1["best_epoch"], 3)  # kept only where validation improved
 
+    # --keep last: the last epoch is written whatever its score; --offset-weight is recorded
+    third = tmp_path / "stage3.pt"
+    proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
+                     "--keep", "last", "--offset-weight", "3", *common, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    c3 = load(third)
+    assert c3["best_epoch"] == 5 and [h["epoch"] for h in c3["history"]] == [1, 2, 3, 4, 5]
+    assert c3["train"]["keep"] == "last" and c3["train"]["offset_weight"] == 3.0
+    assert c2["train"]["keep"] == "best" and c2["train"]["offset_weight"] == 0.0
+
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),
                      env=env, timeout=300)
@@ -82,3 +93,19 @@ def test_ema_decay_out_of_range_is_one_error_line(dataset, tmp_path):
                      "--ema", "1.0", env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and err == ["rttag: error: --ema 1.0: the decay must be in [0, 1)"]
+
+
+def test_tail_frames_follow_each_event_where_its_class_is_inactive():
+    from rttag.frontend import FrontendParams
+    from rttag.train.features import TAIL_S, frame_targets
+
+    p = FrontendParams()
+    n = 300  # 3 s of frames
+    centre = (np.arange(n) * p.hop_length + p.n_fft / 2) / p.sample_rate
+    labels, onsets, tails = frame_targets(n, [(0.5, 1.0, 0), (1.1, 1.5, 0), (0.9, 1.2, 1)], 3, p)
+    expect0 = ((centre >= 1.0) & (centre < 1.1)) | ((centre >= 1.5) & (centre < 1.5 + TAIL_S))
+    expect1 = (centre >= 1.2) & (centre < 1.2 + TAIL_S)
+    assert np.array_equal(tails[:, 0] == 1, expect0)  # the gap before the next event of class 0 is cut short
+    assert np.array_equal(tails[:, 1] == 1, expect1)  # class 1's tail overlaps class 0's event: still a tail
+    assert not tails[:, 2].any() and not (tails & labels).any()
+    assert np.array_equal(onsets[:, 1] == 1, (centre >= 0.9) & (centre < 1.1))

@@ -32,17 +32,21 @@ log = logging.getLogger(__name__)
 CACHE = Path(os.environ.get("RTTAG_CACHE", Path.home() / ".cache" / "rttag")) / "features"
 ONSET_S = 0.2
 """Frames within this many seconds after a reference onset are 'onset frames' (extra loss weight)."""
+TAIL_S = 0.3
+"""Inactive frames within this many seconds after a reference offset are 'tail frames' (extra
+loss weight with ``rttag train --offset-weight``)."""
 
 
 @dataclass
 class SplitData:
-    """One split. feats float32 ``[N, n_mels]``; labels / onsets uint8 ``[N, n_classes]``;
+    """One split. feats float32 ``[N, n_mels]``; labels / onsets / tails uint8 ``[N, n_classes]``;
     clips: (file name, first frame, end frame) per file, in file-name order; events: per file
     name, the reference events (onset s, offset s, label index)."""
 
     feats: np.ndarray
     labels: np.ndarray
     onsets: np.ndarray
+    tails: np.ndarray
     clips: list[tuple[str, int, int]]
     events: dict[str, list[tuple[float, float, int]]]
 
@@ -78,16 +82,21 @@ def _logmel(args: tuple[str, dict]) -> np.ndarray:
 
 
 def frame_targets(n: int, events: list[tuple[float, float, int]], n_classes: int,
-                  params: FrontendParams) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and onset marks ``[n, n_classes]`` uint8: frame i (centre (i*hop + n_fft/2)/sr) is
-    active for an event when onset ≤ centre < offset, an onset frame when also centre < onset + ONSET_S."""
+                  params: FrontendParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, onset marks and tail marks ``[n, n_classes]`` uint8: frame i (centre (i*hop +
+    n_fft/2)/sr) is active for an event when onset ≤ centre < offset, an onset frame when also
+    centre < onset + ONSET_S, and a tail frame of the event when offset ≤ centre < offset +
+    TAIL_S and no event of the same class is active there."""
     centre = (np.arange(n) * params.hop_length + params.n_fft / 2) / params.sample_rate
     labels = np.zeros((n, n_classes), np.uint8)
     onsets = np.zeros((n, n_classes), np.uint8)
+    tails = np.zeros((n, n_classes), np.uint8)
     for on, off, k in events:
         labels[(centre >= on) & (centre < off), k] = 1
         onsets[(centre >= on) & (centre < min(off, on + ONSET_S)), k] = 1
-    return labels, onsets
+        tails[(centre >= off) & (centre < off + TAIL_S), k] = 1
+    tails[labels == 1] = 0
+    return labels, onsets, tails
 
 
 def load_split(data_dir: str | Path, split: str, labels: list[str], params: FrontendParams = FrontendParams(),
@@ -121,13 +130,12 @@ def load_split(data_dir: str | Path, split: str, labels: list[str], params: Fron
             np.save(f, feats)
         os.replace(cache / f"lengths.json{tmp}", cache / "lengths.json")
         os.replace(cache / f"feats.npy{tmp}", cache / "feats.npy")
-    clips, ys, os_ = [], [], []
+    clips, targets = [], []
     start = 0
     for path, n in zip(files, lengths):
-        y, o = frame_targets(n, events.get(path.name, []), len(labels), params)
-        ys.append(y)
-        os_.append(o)
+        targets.append(frame_targets(n, events.get(path.name, []), len(labels), params))
         clips.append((path.name, start, start + n))
         start += n
-    return SplitData(feats, np.concatenate(ys), np.concatenate(os_), clips,
+    ys, os_, ts = (np.concatenate(t) for t in zip(*targets))
+    return SplitData(feats, ys, os_, ts, clips,
                      {p.name: events.get(p.name, []) for p in files})

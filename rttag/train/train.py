@@ -9,12 +9,15 @@ after tens of minutes of input, not only after 10–30 s clips.
 
 Loss: binary cross-entropy with a per-class positive weight (√(negatives/positives), 1…10,
 so rare short classes do not vanish) and extra weight on the first 200 ms of every event
-(``--onset-weight``: onsets come earlier). Augmentation (rttag.train.augment): gain, EQ,
+(``--onset-weight``: onsets come earlier), optionally extra weight on the inactive 300 ms
+after every event (``--offset-weight``, 0 by default: the probability should fall when the
+sound ends, not outlast it). Augmentation (rttag.train.augment): gain, EQ,
 low-pass, reverberation, background noise, mixing, SpecAugment masks.
 
 Validation each epoch on the validation split (other packages than training), chained as
 8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
-The best epoch's weights are kept; training stops after ``--patience`` epochs without
+The best epoch's weights are kept (``--keep last``: the last epoch's, whatever their
+score, for choosing between runs later by event F1); training stops after ``--patience`` epochs without
 improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
 that budget). With ``--ema DECAY`` the weights that are validated and kept are an exponential
 moving average of the trained ones (updated after every step; buffers too), which smooths out
@@ -77,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, default=0.0, help="validate and keep an exponential moving "
                         "average of the weights with this decay per step (e.g. 0.998; 0 = off)")
     parser.add_argument("--onset-weight", type=float, default=2.0, help="extra loss weight on onset frames")
+    parser.add_argument("--offset-weight", type=float, default=0.0,
+                        help="extra loss weight on the inactive frames of the 300 ms after every event")
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="checkpoint to write: the epoch with the best validation score (default), or the "
+                        "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -191,7 +199,8 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "init": {k: prior.get(k) for k in ("command", "wall_minutes", "epochs", "init", "data")} if init else None,
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
-            "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight, "augment": not args.no_augment,
+            "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
+            "offset_weight": args.offset_weight, "keep": args.keep, "augment": not args.no_augment,
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
@@ -248,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     feats = torch.from_numpy(train.feats)
     targets = torch.from_numpy(train.labels)
     onsets = torch.from_numpy(train.onsets)
+    tails = torch.from_numpy(train.tails)
     pw = pos_weights(train.labels).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
     # the model that is validated and saved: the trained one, or the moving average of its weights
@@ -285,9 +295,11 @@ def run(args: argparse.Namespace) -> int:
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
                 x, y = augment.augment(x, y)
+            # tail frames count only where the (possibly mixed-in) labels are still inactive
+            weight = 1 + args.onset_weight * o + args.offset_weight * tails[i].float().to(device) * (1 - y)
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
-            loss = F.binary_cross_entropy_with_logits(logits, y, weight=1 + args.onset_weight * o, pos_weight=pw)
+            loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -307,15 +319,14 @@ def run(args: argparse.Namespace) -> int:
         log.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.3f, macro-F1 %.3f, %d steps, %.1f min",
                  epoch, history[-1]["train_loss"], history[-1]["val_loss"], m["mAP"], m["macro_f1"], step,
                  history[-1]["minutes"])
-        if score > best:
-            best, bad = score, 0
+        improved = score > best
+        best, bad = (score, 0) if improved else (best, bad + 1)
+        if improved or args.keep == "last":
             # Complete enough to be an --init starting point if the run is stopped before it ends.
             torch.save({"state_dict": {k: v.cpu() for k, v in kept.state_dict().items()},
                         "config": dict(config, best_epoch=epoch, history=list(history), train=train_record(
                             args, init, prior_minutes, time.time() - t_start, history, step, train, val, device))},
                        output)
-        else:
-            bad += 1
         if bad >= args.patience or time.time() - t0 >= budget:
             break
 
