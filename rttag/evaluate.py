@@ -497,6 +497,16 @@ def model_path(name: str) -> Path:
     return path
 
 
+def system_names(names: Sequence[str], paths: Sequence[Path]) -> list[str]:
+    """The name each model goes by in the table: its metadata name, or — where two models given
+    share that name (two exports of one arch) — its file name without ``.onnx``, else its path."""
+    clash = {n for n in names if list(names).count(n) > 1}
+    out = [p.stem if n in clash else n for n, p in zip(names, paths)]
+    if len(set(out)) < len(out):
+        out = [str(p) if n in clash else n for n, p in zip(names, paths)]
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Score models (tuned smoother and raw thresholding) and silero-vad against a split's reference."
     parser.add_argument("--data", default="data", help="dataset folder with metadata/SPLIT.tsv and audio/SPLIT/")
@@ -575,29 +585,29 @@ def run(args) -> int:
     if roll_file not in split.paths:
         raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
     systems, walls, rolls = {}, {}, []
-    for model in models:
+    for model, name in zip(models, system_names([m.info.name for m in models], paths)):
         info = model.info
         timing = FrameTiming.of_frontend(info.frontend)
         t0 = time.perf_counter()
         runs = run_model(model, split, info.smoother)
-        walls[info.name] = {"pipeline_s": time.perf_counter() - t0}
+        walls[name] = {"pipeline_s": time.perf_counter() - t0}
         probs = {n: r.probs for n, r in runs.items()}
         t1 = time.perf_counter()
         psds = psds1(split, probs, timing, info.labels, args.psds_resolution)
-        walls[info.name]["psds_s"] = time.perf_counter() - t1
+        walls[name]["psds_s"] = time.perf_counter() - t1
         smoothed = {n: r.detections for n, r in runs.items()}
         raw_params = SmootherParams.raw(info.smoother.on_threshold)
         raw = {n: smooth(r.probs, info.labels, raw_params, timing, r.t_end) for n, r in runs.items()}
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
-            systems[f"{info.name}/{kind}"] = {"system": info.name, "smoother": kind, "model": str(model.path),
-                                              "params": _params_dict(params, info.labels),
-                                              "scores": score_system(split, dets, info.labels, psds)}
-            walls[info.name][f"score_{kind}_s"] = time.perf_counter() - t2
-            log.info("%s/%s: event F1 %.3f, segment F1 %.3f", info.name, kind,
-                     systems[f"{info.name}/{kind}"]["scores"]["event"]["micro_f1"] or 0.0,
-                     systems[f"{info.name}/{kind}"]["scores"]["segment"]["micro_f1"] or 0.0)
-        rolls.append({"name": info.name, "labels": info.labels, "timing": timing, "probs": probs,
+            systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
+                                         "params": _params_dict(params, info.labels),
+                                         "scores": score_system(split, dets, info.labels, psds)}
+            walls[name][f"score_{kind}_s"] = time.perf_counter() - t2
+            log.info("%s/%s: event F1 %.3f, segment F1 %.3f", name, kind,
+                     systems[f"{name}/{kind}"]["scores"]["event"]["micro_f1"] or 0.0,
+                     systems[f"{name}/{kind}"]["scores"]["segment"]["micro_f1"] or 0.0)
+        rolls.append({"name": name, "labels": info.labels, "timing": timing, "probs": probs,
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls))

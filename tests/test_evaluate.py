@@ -14,7 +14,7 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
                             PLACES, detection_places, merge_events, psds1, sed_scores, smooth, stream_file,
-                            stream_scores)
+                            stream_scores, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -252,6 +252,21 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert silero["places"]["per_min"] == pytest.approx(silero["stream"]["on_per_min"])
     for name in ("event-roll.png", "per-class-f1.png"):
         assert (tmp_path / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tmp_path):
+    assert system_names(["crnn", "crnn", "frame-mlp"], [Path("runs/a.onnx"), Path("runs/b.onnx"), Path("m.onnx")]) \
+        == ["a", "b", "frame-mlp"]
+    assert system_names(["crnn", "crnn"], [Path("x/m.onnx"), Path("y/m.onnx")]) == ["x/m.onnx", "y/m.onnx"]
+    for name in ("a.onnx", "b.onnx"):
+        shutil.copy(model_path, tmp_path / name)
+    out = tmp_path / "eval.json"
+    proc = run_rttag("eval", "--data", str(dataset), "--models", f"{tmp_path / 'a.onnx'},{tmp_path / 'b.onnx'}",
+                     "--no-silero", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    doc = json.loads(out.read_text())
+    assert set(doc["systems"]) == {"a/tuned", "a/raw", "b/tuned", "b/raw"}
+    assert doc["systems"]["a/tuned"]["scores"] == doc["systems"]["b/tuned"]["scores"]  # the same weights
 
 
 def test_eval_command_errors_are_one_line(dataset, tmp_path):
