@@ -17,8 +17,8 @@ low-pass, reverberation, background noise, mixing, SpecAugment masks.
 Validation each epoch on the validation split (other packages than training), chained as
 8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
 The best epoch's weights are kept (``--keep last``: the last epoch's, whatever their
-score, for choosing between runs later by event F1); training stops after ``--patience`` epochs without
-improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
+score, for choosing between runs later by event F1); training stops after ``--patience``
+epochs without improvement or when the ``--minutes`` budget is spent (the learning rate follows a cosine over
 that budget). With ``--ema DECAY`` the weights that are validated and kept are an exponential
 moving average of the trained ones (updated after every step; buffers too), which smooths out
 the last steps' noise. At the end the smoother values are tuned on validation, test-split
