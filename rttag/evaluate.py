@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -500,7 +500,7 @@ def model_path(name: str) -> Path:
 def system_names(names: Sequence[str], paths: Sequence[Path]) -> list[str]:
     """The name each model goes by in the table: its metadata name, or — where two models given
     share that name (two exports of one arch) — its file name without ``.onnx``, else its path."""
-    clash = {n for n in names if list(names).count(n) > 1}
+    clash = {n for n, count in Counter(names).items() if count > 1}
     out = [p.stem if n in clash else n for n, p in zip(names, paths)]
     if len(set(out)) < len(out):
         out = [str(p) if n in clash else n for n, p in zip(names, paths)]
@@ -600,13 +600,12 @@ def run(args) -> int:
         raw = {n: smooth(r.probs, info.labels, raw_params, timing, r.t_end) for n, r in runs.items()}
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
+            scores = score_system(split, dets, info.labels, psds)
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
-                                         "params": _params_dict(params, info.labels),
-                                         "scores": score_system(split, dets, info.labels, psds)}
+                                         "params": _params_dict(params, info.labels), "scores": scores}
             walls[name][f"score_{kind}_s"] = time.perf_counter() - t2
             log.info("%s/%s: event F1 %.3f, segment F1 %.3f", name, kind,
-                     systems[f"{name}/{kind}"]["scores"]["event"]["micro_f1"] or 0.0,
-                     systems[f"{name}/{kind}"]["scores"]["segment"]["micro_f1"] or 0.0)
+                     scores["event"]["micro_f1"] or 0.0, scores["segment"]["micro_f1"] or 0.0)
         rolls.append({"name": name, "labels": info.labels, "timing": timing, "probs": probs,
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:

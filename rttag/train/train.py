@@ -295,8 +295,9 @@ def run(args: argparse.Namespace) -> int:
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
                 x, y = augment.augment(x, y)
-            # tail frames count only where the (possibly mixed-in) labels are still inactive
-            weight = 1 + args.onset_weight * o + args.offset_weight * tails[i].float().to(device) * (1 - y)
+            weight = 1 + args.onset_weight * o
+            if args.offset_weight:  # tail frames count only where the (possibly mixed-in) labels are inactive
+                weight = weight + args.offset_weight * tails[i].float().to(device) * (1 - y)
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
             loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
