@@ -577,6 +577,9 @@ def run(args) -> int:
         raise EvalError("--roll-seconds must be positive and --psds-resolution not negative")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     paths = [model_path(n) for n in names]  # all checked before the first long run
+    repeated = [p for p, count in Counter(p.resolve() for p in paths).items() if count > 1]
+    if repeated:
+        raise EvalError(f"--models names {repeated[0]} more than once")
     models = [OnnxModel(p, providers=args.providers, threads=args.threads) for p in paths]
     split = load_split(args.data, args.split, labels=models[0].info.labels if models else None)
     log.info("%s: %d files, %.1f min, %d reference events", split.name, len(split.paths), split.minutes,

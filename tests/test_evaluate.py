@@ -269,10 +269,13 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     assert doc["systems"]["a/tuned"]["scores"] == doc["systems"]["b/tuned"]["scores"]  # the same weights
 
 
-def test_eval_command_errors_are_one_line(dataset, tmp_path):
+def test_eval_command_errors_are_one_line(dataset, model_path, tmp_path):
     proc = run_rttag("eval", "--data", str(tmp_path), "--models", "no-such-model")
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1 and err[0].startswith("rttag: error: no model")
+    proc = run_rttag("eval", "--data", str(tmp_path), "--models", f"{model_path},{model_path}")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1 and "more than once" in err[0], err
 
 
 @pytest.mark.parametrize("objective", ["micro", "class"])

@@ -33,8 +33,10 @@ from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
 SYNTHETIC_CLIPS = 100
-SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3}
+SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3, "dog": 0.5, "engine": 0.3, "water": 0.3}
 """Per label, the chance that a training event is a generated one (rttag.dataset.synth)."""
+DEFAULT_SYNTHETIC_LABELS = ("alarm", "door", "explosion")
+"""The labels that get generated recordings unless ``--synthetic-labels`` says otherwise."""
 _POOLS: dict = {}
 """Per-process pools for the mixing workers (filled before forking)."""
 
@@ -53,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
-    parser.add_argument("--synthetic-labels", default=",".join(SYNTHETIC_SHARE), metavar="LABELS",
-                        help=f"labels that get them (default {','.join(SYNTHETIC_SHARE)})")
+    parser.add_argument("--synthetic-labels", default=",".join(DEFAULT_SYNTHETIC_LABELS), metavar="LABELS",
+                        help=f"labels that get them (default {','.join(DEFAULT_SYNTHETIC_LABELS)}; "
+                             f"possible: {','.join(SYNTHETIC_SHARE)})")
 
 
 def _progress(quiet: bool = False):

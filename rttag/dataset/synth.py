@@ -1,4 +1,5 @@
-"""Synthetic recordings for the training split's thinnest labels: alarm, door, explosion.
+"""Synthetic recordings for the training split's thinnest labels: alarm, door, explosion, dog,
+engine, water.
 
 The vetted Debian sources hold only a handful of real alarms and doors on the training side
 (three or four packages once validation is held out) and short, game-processed explosions:
@@ -6,8 +7,13 @@ too few for a tagger to learn "alarm" rather than "that klaxon". This module gen
 sounds from a seed — for ``alarm`` sirens (wail and yelp), beep patterns, telephone rings,
 struck bells and buzzers; for ``door`` knocks, slams and creaks (modal resonances excited by
 clicks, thuds and stick-slip pulse trains); for ``explosion`` blasts (noise with a closing
-low-pass, rumble, crackle) and gunshot series — that the mixer then treats like any other
-source (speed, filters, reverberation, level). They feed the ``train`` split only:
+low-pass, rumble, crackle) and gunshot series; for ``dog`` barks, growls and whines (a
+pulse train with a pitch contour through formants); for ``engine`` combustion engines (one
+pulse per firing through body and exhaust resonances) and turbines / electric motors (roar
+plus a gliding whine); for ``water`` streams, rain and pouring / splashing (bubble pops over
+band-passed noise) — that the mixer then treats like any other source (speed, filters,
+reverberation, level). ``rttag data build`` uses the first three labels by default; the
+other three are an option (``--synthetic-labels``). They feed the ``train`` split only:
 validation and test stay real recordings from other packages, so every figure that chooses
 or reports a model is measured on real audio.
 
@@ -228,13 +234,171 @@ def gunshots(rng: np.random.Generator) -> np.ndarray:
     return _series(parts, list(rng.uniform(0.08, 0.6, len(parts) - 1)))
 
 
+def _smooth_walk(seconds: float, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
+    """A slow random curve in [-1, 1] over ``seconds`` (``[n]``): random values ``rate_hz``
+    times a second, joined by cosine interpolation."""
+    n_knots = max(2, int(seconds * rate_hz) + 2)
+    knots = rng.uniform(-1, 1, n_knots)
+    pos = np.linspace(0, n_knots - 1, int(seconds * SR), endpoint=False)
+    i, frac = pos.astype(int), pos % 1.0
+    w = 0.5 - 0.5 * np.cos(np.pi * frac)
+    return knots[i] * (1 - w) + knots[i + 1] * w
+
+
+def _voice(f0: np.ndarray, formants, qs, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """A voiced sound: a glottal-like pulse train following the contour ``f0`` (Hz, ``[n]``),
+    harmonics falling 6 dB per octave, plus breath noise at ``noise`` × its RMS, through
+    resonators at ``formants`` (Hz) with qualities ``qs``."""
+    phase = np.cumsum(f0) / SR
+    n_harm = int(min(30, 7000 / max(float(f0.max()), 1.0)))
+    src = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, n_harm + 1))
+    src = src / (np.std(src) + 1e-9) + noise * rng.standard_normal(len(f0))
+    return sum(_resonate(src, f, q) * rng.uniform(0.5, 1.0) for f, q in zip(formants, qs))
+
+
+def bark(rng: np.random.Generator) -> np.ndarray:
+    """One bark (0.1–0.4 s): a rough voiced burst whose pitch jumps up and falls, through 2–3
+    formants; the animal's size sets the pitch (150–900 Hz) and the formants."""
+    size = rng.uniform(0, 1)  # 0 small … 1 large
+    seconds = rng.uniform(0.1, 0.4)
+    t = _t(seconds)
+    base = np.exp(np.log(900) - size * (np.log(900) - np.log(150))) * rng.uniform(0.85, 1.15)
+    peak = rng.uniform(0.15, 0.4) * seconds
+    f0 = base * np.interp(t, [0, peak, seconds], [rng.uniform(0.8, 1.0), rng.uniform(1.1, 1.5), rng.uniform(0.5, 0.8)])
+    f0 *= 1 + 0.03 * rng.standard_normal(len(t)).cumsum() / np.sqrt(np.arange(1, len(t) + 1))  # jitter
+    scale = 1.6 - 0.8 * size
+    x = _voice(f0, [rng.uniform(450, 800) * scale, rng.uniform(1100, 1800) * scale, rng.uniform(2400, 3200) * scale],
+               [3.0, 5.0, 6.0], rng, noise=rng.uniform(0.5, 2.5))
+    if rng.random() < 0.5:  # roughness: amplitude modulated at half the pitch (sub-harmonic)
+        x *= 1 + rng.uniform(0.3, 0.8) * np.sin(np.pi * np.cumsum(f0) / SR)
+    attack = np.clip(t / rng.uniform(0.005, 0.02), 0, 1)
+    return x * attack * np.exp(-np.maximum(t - peak, 0) / rng.uniform(0.04, 0.15))
+
+
+def growl(rng: np.random.Generator) -> np.ndarray:
+    """A growl or snarl (0.5–2.5 s): low pitch (70–220 Hz), strongly rough and noisy, swelling
+    and fading."""
+    seconds = rng.uniform(0.5, 2.5)
+    t = _t(seconds)
+    f0 = rng.uniform(70, 220) * (1 + 0.15 * _smooth_walk(seconds, 3.0, rng))
+    x = _voice(f0, [rng.uniform(300, 600), rng.uniform(900, 1500)], [3.0, 4.0], rng, noise=rng.uniform(0.5, 2.0))
+    rough = 1 + 0.7 * _smooth_walk(seconds, rng.uniform(20, 45), rng)
+    return x * rough * np.sin(np.pi * t / seconds) ** 0.3
+
+
+def whine(rng: np.random.Generator) -> np.ndarray:
+    """A whine or yelp (0.15–1.5 s): a near-pure tone of 500–1600 Hz gliding up or down."""
+    seconds = rng.uniform(0.15, 1.5)
+    t = _t(seconds)
+    f0 = rng.uniform(500, 1600) * np.interp(t, [0, seconds * rng.uniform(0.2, 0.8), seconds],
+                                            rng.uniform(0.75, 1.25, 3))
+    phase = np.cumsum(f0) / SR
+    x = np.sin(2 * np.pi * phase) + rng.uniform(0.05, 0.3) * np.sin(4 * np.pi * phase)
+    x += 0.05 * rng.standard_normal(len(t))
+    return x * np.sin(np.pi * t / seconds) ** 0.5
+
+
+def combustion(rng: np.random.Generator) -> np.ndarray:
+    """A combustion engine (3–8 s): one pulse per firing (15–120 Hz, drifting or revving
+    up/down) exciting the body and exhaust resonances, with per-cycle irregularity and a
+    noise floor."""
+    seconds = rng.uniform(3.0, 8.0)
+    base = rng.uniform(15, 120)
+    if rng.random() < 0.5:
+        rpm = np.exp(np.interp(_t(seconds), [0, seconds], np.log(base * rng.uniform(0.6, 1.6, 2))))
+    else:
+        rpm = base * (1 + 0.1 * _smooth_walk(seconds, 1.0, rng))
+    phase = np.cumsum(rpm) / SR
+    fire = np.flatnonzero(np.diff(np.floor(phase), prepend=0) > 0)
+    pulses = np.zeros(len(phase))
+    pulses[fire] = rng.uniform(0.6, 1.0, len(fire))
+    pulses += rng.uniform(0.0, 0.2) * rng.standard_normal(len(phase)) * np.exp(-np.mod(phase, 1.0) * 6)
+    x = sum(_resonate(pulses, f, rng.uniform(1.5, 6.0)) for f in
+            [rng.uniform(60, 200), rng.uniform(200, 700), rng.uniform(700, 2500)])
+    x = np.tanh(rng.uniform(1.0, 3.0) * x / (np.abs(x).max() + 1e-9))
+    a = np.exp(-2 * np.pi * rng.uniform(400, 3000) / SR)  # muffled by the body and the exhaust
+    return lfilter([1 - a], [1, -a], x)
+
+
+def turbine(rng: np.random.Generator) -> np.ndarray:
+    """A jet, turbine or electric motor (3–8 s): broadband roar plus a whining tone
+    (200–4000 Hz, with harmonics) that glides with the speed."""
+    seconds = rng.uniform(3.0, 8.0)
+    t = _t(seconds)
+    speed_curve = np.exp(np.interp(t, [0, seconds], np.log(rng.uniform(0.7, 1.4, 2))))
+    whine_f = rng.uniform(200, 4000) * speed_curve * (1 + 0.01 * _smooth_walk(seconds, 2.0, rng))
+    tone = _tone(np.cumsum(whine_f) / SR, rng) * rng.uniform(0.1, 0.6)
+    roar = _resonate(rng.standard_normal(len(t)), rng.uniform(150, 1500), rng.uniform(0.5, 1.5))
+    roar /= np.std(roar) + 1e-9
+    return roar + tone / (np.std(tone) + 1e-9) * rng.uniform(0.2, 1.0)
+
+
+def _bubbles(seconds: float, rate_hz: float, f_lo: float, f_hi: float, rng: np.random.Generator) -> np.ndarray:
+    """Randomly timed bubble pops (``rate_hz`` a second): each a sine at 300–3000 Hz whose pitch
+    rises as it decays (the resonance of a bubble closing at the surface)."""
+    out = np.zeros(int(seconds * SR) + int(0.05 * SR))
+    n = rng.poisson(rate_hz * seconds)
+    t = _t(0.05)
+    for start, f, a in zip(rng.integers(0, int(seconds * SR), n), np.exp(rng.uniform(np.log(f_lo), np.log(f_hi), n)),
+                           rng.uniform(0.2, 1.0, n)):
+        tau = 0.002 + 8.0 / f * rng.uniform(0.5, 1.5)
+        rise = rng.uniform(0.0, 30.0)  # relative pitch rise per second of decay
+        out[start:start + len(t)] += a * np.sin(2 * np.pi * f * (t + rise * t * t / 2)) * np.exp(-t / tau)
+    return out[: int(seconds * SR)]
+
+
+def stream(rng: np.random.Generator) -> np.ndarray:
+    """Running water (3–8 s): a babbling brook, tap or fountain — dense bubbles over band-passed
+    noise."""
+    seconds = rng.uniform(3.0, 8.0)
+    hiss = _resonate(rng.standard_normal(int(seconds * SR)), rng.uniform(400, 3000), rng.uniform(0.3, 1.0))
+    hiss *= 1 + 0.3 * _smooth_walk(seconds, rng.uniform(2, 8), rng)
+    bub = _bubbles(seconds, rng.uniform(30, 600), 300, rng.uniform(1500, 4000), rng)
+    return hiss / (np.std(hiss) + 1e-9) * rng.uniform(0.2, 1.0) + bub / (np.std(bub) + 1e-9)
+
+
+def rain(rng: np.random.Generator) -> np.ndarray:
+    """Rain or a shower (3–8 s): many short drop clicks over a bright noise floor, with a few
+    bigger drops."""
+    seconds = rng.uniform(3.0, 8.0)
+    n = int(seconds * SR)
+    drops = (rng.random(n) < rng.uniform(200, 3000) / SR) * rng.standard_normal(n)
+    drops = _resonate(drops, rng.uniform(2000, 6000), rng.uniform(0.7, 2.0))
+    floor = _resonate(rng.standard_normal(n), rng.uniform(1500, 5000), 0.5)
+    big = _bubbles(seconds, rng.uniform(2, 20), 500, 2500, rng)
+    return (drops / (np.std(drops) + 1e-9) + rng.uniform(0.2, 1.0) * floor / (np.std(floor) + 1e-9)
+            + rng.uniform(0.0, 1.0) * big / (np.std(big) + 1e-9))
+
+
+def pour(rng: np.random.Generator) -> np.ndarray:
+    """Water poured into a vessel or a splash (1–6 s): a noise band whose resonance rises as the
+    vessel fills, gurgling bubbles; or a splash burst that settles into bubbles."""
+    seconds = rng.uniform(1.0, 6.0)
+    n = int(seconds * SR)
+    if rng.random() < 0.6:
+        f = rng.uniform(300, 800) * np.linspace(1, rng.uniform(1.5, 3.0), n)  # filling: resonance rises
+        noise = rng.standard_normal(n)
+        x = np.empty(n)
+        for k in range(0, n, 256):  # the resonator's centre follows f block by block
+            seg = slice(k, min(n, k + 256))
+            x[seg] = _resonate(noise[max(0, k - 512):seg.stop], float(f[k]), 4.0)[-(seg.stop - k):]
+        x = x / (np.std(x) + 1e-9) + 0.5 * _bubbles(seconds, rng.uniform(20, 150), 400, 2500, rng) * 3
+        return x * np.minimum(1, _t(seconds) / 0.05)
+    burst = _resonate(rng.standard_normal(n), rng.uniform(500, 2500), 0.7) * _decay(seconds, rng.uniform(0.08, 0.3))
+    settle = _bubbles(seconds, rng.uniform(50, 300), 400, 3000, rng) * _decay(seconds, rng.uniform(0.3, 1.5))
+    return burst / (np.abs(burst).max() + 1e-9) + settle / (np.abs(settle).max() + 1e-9) * rng.uniform(0.3, 0.8)
+
+
 GENERATORS = {
     "alarm": {"siren": siren, "beeps": beeps, "phone": phone, "bell": bell, "buzzer": buzzer},
     "door": {"knock": knock, "slam": slam, "creak": creak},
     "explosion": {"blast": blast, "gunshots": gunshots},
+    "dog": {"bark": bark, "growl": growl, "whine": whine},
+    "engine": {"combustion": combustion, "turbine": turbine},
+    "water": {"stream": stream, "rain": rain, "pour": pour},
 }
 """Generators per label; a pool takes the kinds of its label in turn."""
-SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,)}
+SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,), "dog": (3,), "engine": (4,), "water": (5,)}
 """Extra RNG key per label, so each label's clips are independent (alarm's is empty: its
 clips are those of the first builds, which generated alarms only)."""
 
