@@ -382,7 +382,7 @@ def pour(rng: np.random.Generator) -> np.ndarray:
         for k in range(0, n, 256):  # the resonator's centre follows f block by block
             seg = slice(k, min(n, k + 256))
             x[seg] = _resonate(noise[max(0, k - 512):seg.stop], float(f[k]), 4.0)[-(seg.stop - k):]
-        x = x / (np.std(x) + 1e-9) + 0.5 * _bubbles(seconds, rng.uniform(20, 150), 400, 2500, rng) * 3
+        x = x / (np.std(x) + 1e-9) + 1.5 * _bubbles(seconds, rng.uniform(20, 150), 400, 2500, rng)
         return x * np.minimum(1, _t(seconds) / 0.05)
     burst = _resonate(rng.standard_normal(n), rng.uniform(500, 2500), 0.7) * _decay(seconds, rng.uniform(0.08, 0.3))
     settle = _bubbles(seconds, rng.uniform(50, 300), 400, 3000, rng) * _decay(seconds, rng.uniform(0.3, 1.5))
