@@ -110,7 +110,7 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
         fetch_and_unpack(["rttag-no-such-package"], tmp_path, lambda it, **kw: it)
 
 
-# --------------------------------------------------------------- synthetic alarms
+# --------------------------------------------------------------- synthetic recordings
 
 
 @pytest.mark.parametrize("label", ["alarm", "door", "explosion", "dog", "engine", "water"])
