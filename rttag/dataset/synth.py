@@ -124,6 +124,16 @@ def buzzer(rng: np.random.Generator) -> np.ndarray:
     return x
 
 
+def _unit_peak(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to peak 1 (a silent ``x`` stays silent)."""
+    return x / (np.abs(x).max() + 1e-9)
+
+
+def _unit_rms(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to standard deviation 1 (a silent ``x`` stays silent)."""
+    return x / (np.std(x) + 1e-9)
+
+
 def _decay(seconds: float, tau_s: float) -> np.ndarray:
     return np.exp(-_t(seconds) / tau_s)
 
@@ -199,7 +209,7 @@ def creak(rng: np.random.Generator) -> np.ndarray:
     x *= np.sin(np.pi * t / seconds) ** 0.5  # swells and fades as the door swings
     if rng.random() < 0.5:
         end = slam(rng)
-        x = _series([x / (np.abs(x).max() + 1e-9), end / np.abs(end).max()], [seconds - 0.05])
+        x = _series([_unit_peak(x), end / np.abs(end).max()], [seconds - 0.05])
     return x
 
 
@@ -212,7 +222,7 @@ def blast(rng: np.random.Generator) -> np.ndarray:
     body = _lowpass_sweep(_lowpass_sweep(noise, start, end), start, end) * _decay(seconds, rng.uniform(0.15, 0.8))
     rumble = _lowpass_sweep(_lowpass_sweep(rng.standard_normal(len(noise)), 200, 60), 200, 60)
     rumble *= _decay(seconds, rng.uniform(0.5, 1.5))
-    x = body / (np.abs(body).max() + 1e-9) + rng.uniform(0.3, 1.0) * rumble / (np.abs(rumble).max() + 1e-9)
+    x = _unit_peak(body) + rng.uniform(0.3, 1.0) * _unit_peak(rumble)
     if rng.random() < 0.5:
         debris = (rng.random(len(x)) < rng.uniform(2, 20) / SR) * rng.standard_normal(len(x))
         x += _resonate(debris, rng.uniform(800, 4000), 3.0) * np.linspace(1, 0, len(x)) * rng.uniform(0.5, 2.0)
@@ -229,7 +239,7 @@ def gunshots(rng: np.random.Generator) -> np.ndarray:
         crack = rng.standard_normal(int(shot_s * SR)) * _decay(shot_s, rng.uniform(0.02, 0.12))
         crack = _resonate(crack, rng.uniform(500, 4000), rng.uniform(0.7, 2.0))
         boom = _modes(shot_s, [rng.uniform(60, 180)], [rng.uniform(0.03, 0.12)], [rng.uniform(0.3, 1.0)])
-        x = crack / (np.abs(crack).max() + 1e-9) + boom
+        x = _unit_peak(crack) + boom
         parts.append(np.tanh(2.0 * x) * rng.uniform(0.7, 1.0))
     return _series(parts, list(rng.uniform(0.08, 0.6, len(parts) - 1)))
 
@@ -252,7 +262,7 @@ def _voice(f0: np.ndarray, formants, qs, rng: np.random.Generator, noise: float)
     phase = np.cumsum(f0) / SR
     n_harm = int(min(30, 7000 / max(float(f0.max()), 1.0)))
     src = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, n_harm + 1))
-    src = src / (np.std(src) + 1e-9) + noise * rng.standard_normal(len(f0))
+    src = _unit_rms(src) + noise * rng.standard_normal(len(f0))
     return sum(_resonate(src, f, q) * rng.uniform(0.5, 1.0) for f, q in zip(formants, qs))
 
 
@@ -315,7 +325,7 @@ def combustion(rng: np.random.Generator) -> np.ndarray:
     pulses += rng.uniform(0.0, 0.2) * rng.standard_normal(len(phase)) * np.exp(-np.mod(phase, 1.0) * 6)
     x = sum(_resonate(pulses, f, rng.uniform(1.5, 6.0)) for f in
             [rng.uniform(60, 200), rng.uniform(200, 700), rng.uniform(700, 2500)])
-    x = np.tanh(rng.uniform(1.0, 3.0) * x / (np.abs(x).max() + 1e-9))
+    x = np.tanh(rng.uniform(1.0, 3.0) * _unit_peak(x))
     a = np.exp(-2 * np.pi * rng.uniform(400, 3000) / SR)  # muffled by the body and the exhaust
     return lfilter([1 - a], [1, -a], x)
 
@@ -329,8 +339,7 @@ def turbine(rng: np.random.Generator) -> np.ndarray:
     whine_f = rng.uniform(200, 4000) * speed_curve * (1 + 0.01 * _smooth_walk(seconds, 2.0, rng))
     tone = _tone(np.cumsum(whine_f) / SR, rng) * rng.uniform(0.1, 0.6)
     roar = _resonate(rng.standard_normal(len(t)), rng.uniform(150, 1500), rng.uniform(0.5, 1.5))
-    roar /= np.std(roar) + 1e-9
-    return roar + tone / (np.std(tone) + 1e-9) * rng.uniform(0.2, 1.0)
+    return _unit_rms(roar) + _unit_rms(tone) * rng.uniform(0.2, 1.0)
 
 
 def _bubbles(seconds: float, rate_hz: float, f_lo: float, f_hi: float, rng: np.random.Generator) -> np.ndarray:
@@ -354,7 +363,7 @@ def stream(rng: np.random.Generator) -> np.ndarray:
     hiss = _resonate(rng.standard_normal(int(seconds * SR)), rng.uniform(400, 3000), rng.uniform(0.3, 1.0))
     hiss *= 1 + 0.3 * _smooth_walk(seconds, rng.uniform(2, 8), rng)
     bub = _bubbles(seconds, rng.uniform(30, 600), 300, rng.uniform(1500, 4000), rng)
-    return hiss / (np.std(hiss) + 1e-9) * rng.uniform(0.2, 1.0) + bub / (np.std(bub) + 1e-9)
+    return _unit_rms(hiss) * rng.uniform(0.2, 1.0) + _unit_rms(bub)
 
 
 def rain(rng: np.random.Generator) -> np.ndarray:
@@ -366,8 +375,7 @@ def rain(rng: np.random.Generator) -> np.ndarray:
     drops = _resonate(drops, rng.uniform(2000, 6000), rng.uniform(0.7, 2.0))
     floor = _resonate(rng.standard_normal(n), rng.uniform(1500, 5000), 0.5)
     big = _bubbles(seconds, rng.uniform(2, 20), 500, 2500, rng)
-    return (drops / (np.std(drops) + 1e-9) + rng.uniform(0.2, 1.0) * floor / (np.std(floor) + 1e-9)
-            + rng.uniform(0.0, 1.0) * big / (np.std(big) + 1e-9))
+    return _unit_rms(drops) + rng.uniform(0.2, 1.0) * _unit_rms(floor) + rng.uniform(0.0, 1.0) * _unit_rms(big)
 
 
 def pour(rng: np.random.Generator) -> np.ndarray:
@@ -382,11 +390,11 @@ def pour(rng: np.random.Generator) -> np.ndarray:
         for k in range(0, n, 256):  # the resonator's centre follows f block by block
             seg = slice(k, min(n, k + 256))
             x[seg] = _resonate(noise[max(0, k - 512):seg.stop], float(f[k]), 4.0)[-(seg.stop - k):]
-        x = x / (np.std(x) + 1e-9) + 1.5 * _bubbles(seconds, rng.uniform(20, 150), 400, 2500, rng)
+        x = _unit_rms(x) + 1.5 * _bubbles(seconds, rng.uniform(20, 150), 400, 2500, rng)
         return x * np.minimum(1, _t(seconds) / 0.05)
     burst = _resonate(rng.standard_normal(n), rng.uniform(500, 2500), 0.7) * _decay(seconds, rng.uniform(0.08, 0.3))
     settle = _bubbles(seconds, rng.uniform(50, 300), 400, 3000, rng) * _decay(seconds, rng.uniform(0.3, 1.5))
-    return burst / (np.abs(burst).max() + 1e-9) + settle / (np.abs(settle).max() + 1e-9) * rng.uniform(0.3, 0.8)
+    return _unit_peak(burst) + _unit_peak(settle) * rng.uniform(0.3, 0.8)
 
 
 GENERATORS = {
