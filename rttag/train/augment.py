@@ -11,7 +11,11 @@ Features are ``log(mel_power + 1e-6)``; every acoustic change is applied to the 
 * mixing: another stream's chunk added in the power domain (−6…0 dB), labels united;
 * pitch: the mel axis shifted by up to ±3 bins (≈ ±15 % in frequency), edge bins repeated —
   another bark, siren or voice than the few the training set holds;
-* SpecAugment-style frequency masks and one short time mask.
+* SpecAugment-style frequency masks and one short time mask;
+* optionally (``freq_mixstyle``, off by default) Freq-MixStyle: each stream's per-mel-bin
+  mean and standard deviation over the chunk replaced by a random blend of its own and another
+  stream's — the spectral colour and dynamics of another recording chain, not a smooth random
+  curve (Kim et al. 2022; Schmid et al. 2022, device generalisation in DCASE task 1).
 
 All operate on ``x`` ``[B, T, F]`` (float32 log-mel) and ``y`` ``[B, T, C]`` (0/1 targets).
 """
@@ -125,11 +129,29 @@ def masks(x: torch.Tensor, n_freq: int = 2, max_freq: int = 8, max_time: int = 1
     return torch.where(hide, fill, x)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full chain: ``x`` log-mel ``[B, T, F]``, ``y`` targets ``[B, T, C]`` → augmented pair."""
+def freq_mixstyle(x: torch.Tensor, p_apply: float, alpha: float = 0.4, eps: float = 1e-4) -> torch.Tensor:
+    """Log-mel ``[B, T, F]`` with, on a random subset of streams, each mel bin's mean and
+    standard deviation over the ``T`` frames set to ``λ`` × its own + ``(1 − λ)`` × those of
+    another stream of the batch (a random permutation), ``λ ~ Beta(alpha, alpha)`` per stream."""
+    b = x.shape[0]
+    dev = x.device
+    mu = x.mean(1, keepdim=True)  # [B, 1, F]
+    sig = (x.var(1, keepdim=True) + eps).sqrt()
+    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1)).to(dev)
+    perm = torch.randperm(b, device=dev)
+    mixed = (x - mu) / sig * (lam * sig + (1 - lam) * sig[perm]) + lam * mu + (1 - lam) * mu[perm]
+    return torch.where(_chance(b, p_apply, dev) > 0, mixed, x)
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, p_freq_mixstyle: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full chain: ``x`` log-mel ``[B, T, F]``, ``y`` targets ``[B, T, C]`` → augmented pair;
+    Freq-MixStyle on a share ``p_freq_mixstyle`` of the streams (0: not at all)."""
     x = pitch(x)
     p = _to_power(x + colour(x))
     p, y = mix(p, y)
     p = reverb(p)
     p = background(p)
-    return masks(_to_log(p)), y
+    x = _to_log(p)
+    if p_freq_mixstyle:
+        x = freq_mixstyle(x, p_freq_mixstyle)
+    return masks(x), y

@@ -12,7 +12,8 @@ so rare short classes do not vanish) and extra weight on the first 200 ms of eve
 (``--onset-weight``: onsets come earlier), optionally extra weight on the inactive 300 ms
 after every event (``--offset-weight``, 0 by default: the probability should fall when the
 sound ends, not outlast it). Augmentation (rttag.train.augment): gain, EQ,
-low-pass, reverberation, background noise, mixing, SpecAugment masks.
+low-pass, reverberation, background noise, mixing, SpecAugment masks, and with
+``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
 Validation each epoch on the validation split (other packages than training), chained as
 8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
@@ -85,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="checkpoint to write: the epoch with the best validation score (default), or the "
                         "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
+    parser.add_argument("--freq-mixstyle", type=float, default=0.0, metavar="P",
+                        help="share of training streams given Freq-MixStyle (per-mel-bin statistics blended with "
+                        "another stream's; rttag.train.augment.freq_mixstyle); 0 = off (default)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -201,6 +205,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
             "offset_weight": args.offset_weight, "keep": args.keep, "augment": not args.no_augment,
+            "freq_mixstyle": args.freq_mixstyle,
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
@@ -294,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
             i = torch.from_numpy(idx[:, s:s + args.chunk])
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
-                x, y = augment.augment(x, y)
+                x, y = augment.augment(x, y, args.freq_mixstyle)
             weight = 1 + args.onset_weight * o
             if args.offset_weight:  # tail frames count only where the (possibly mixed-in) labels are inactive
                 weight = weight + args.offset_weight * tails[i].float().to(device) * (1 - y)
