@@ -104,7 +104,7 @@ def measure(model_path: str, audio: str, seconds: float, calls: int, providers: 
 
     smoother = Smoother(info.labels, info.smoother, "bench", fp.hop_length / sr, 0.0, 0.0)
     c0 = _cpu()
-    n_events = sum(1 for _ in smoother.update(all_probs))
+    n_events = sum(1 for _ in smoother.update(all_probs, feats))
     sm_cpu = _cpu() - c0
 
     from .capture import FileSource

@@ -55,6 +55,9 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--onset-lag", type=float, dest="onset_lag_s", help="back-date onsets by s [smoother.onset_lag_s]")
     g.add_argument("--offset-lag", type=float, dest="offset_lag_s",
                    help="back-date offsets by s [smoother.offset_lag_s]")
+    g.add_argument("--offset-excess", type=float, dest="offset_excess_db",
+                   help="end events where the sound's level above the background falls under this many dB, "
+                   "0 = by --offset-lag only [smoother.offset_excess_db]")
     g.add_argument("--no-smoother", action="store_true", help="raw per-frame thresholding [smoother.enabled: false]")
 
 

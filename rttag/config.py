@@ -32,6 +32,7 @@ class SmootherConfig:
     min_off_s: PerClass = None
     onset_lag_s: PerClass = None
     offset_lag_s: PerClass = None
+    offset_excess_db: PerClass = None
 
 
 @dataclass(frozen=True)

@@ -226,20 +226,22 @@ def detections_from_events(events) -> list[Detection]:
 
 
 def smooth(probs: np.ndarray, labels: Sequence[str], params: SmootherParams, timing: FrameTiming,
-           t_end: float) -> list[Detection]:
-    """Run rttag's smoother over cached probabilities ``[T, n_classes]`` and close at
+           t_end: float, logmel: Optional[np.ndarray] = None) -> list[Detection]:
+    """Run rttag's smoother over cached probabilities ``[T, n_classes]`` (and the log-mel
+    frames ``[T, n_mels]`` they came from, needed for ``offset_excess_db``) and close at
     ``t_end`` (s): the same events the pipeline emits with one frame per model call."""
     smoother = Smoother(labels, params, "eval", hop_s=timing.hop_s, centre0_s=timing.centre0_s,
                         ready0_s=timing.ready0_s)
-    return detections_from_events([*smoother.update(probs), *smoother.close(t_end)])
+    return detections_from_events([*smoother.update(probs, logmel), *smoother.close(t_end)])
 
 
 @dataclass
 class FileRun:
-    """One model over one file: ``probs [T, n_classes]``, the pipeline's detections, and the
-    stream's end time ``t_end`` (s)."""
+    """One model over one file: ``probs [T, n_classes]``, the log-mel frames ``logmel [T,
+    n_mels]`` they came from, the pipeline's detections, and the stream's end time ``t_end`` (s)."""
 
     probs: np.ndarray
+    logmel: np.ndarray
     detections: list
     t_end: float
 
@@ -250,14 +252,19 @@ def stream_file(model, path: Path, params: SmootherParams, block_size: int = 160
     from .events import StatusEvent
     from .pipeline import Pipeline
 
-    events, chunks = [], []
-    pipeline = Pipeline(model, params, events.append, block_size=block_size, frames_per_call=1,
-                        on_probs=lambda first, probs: chunks.append(np.array(probs, dtype=np.float32)))
+    events, chunks, frames = [], [], []
+
+    def keep(first: int, probs: np.ndarray, logmel: np.ndarray) -> None:
+        chunks.append(np.array(probs, dtype=np.float32))
+        frames.append(np.array(logmel, dtype=np.float32))
+
+    pipeline = Pipeline(model, params, events.append, block_size=block_size, frames_per_call=1, on_probs=keep)
     source = FileSource(str(path), model.info.frontend.sample_rate, block_size)
     pipeline.run(source, stream=path.name)
     stopped = [e for e in events if isinstance(e, StatusEvent) and e.status == "stopped"]
     probs = np.concatenate(chunks) if chunks else np.zeros((0, len(model.info.labels)), np.float32)
-    return FileRun(probs, detections_from_events(events), stopped[-1].t)
+    logmel = np.concatenate(frames) if frames else np.zeros((0, model.info.frontend.n_mels), np.float32)
+    return FileRun(probs, logmel, detections_from_events(events), stopped[-1].t)
 
 
 def run_model(model, split: Split, params: SmootherParams) -> dict[str, FileRun]:

@@ -36,14 +36,14 @@ class Pipeline:
     calls — and therefore the numbers — do not depend on how the audio was chunked).
     ``state_reset_s``: if > 0, the model state is zeroed every that many seconds of stream
     time (a ``reset`` status says so); 0 keeps the state for the whole stream.
-    ``on_probs``: optional observer called with ``(first_frame_index, probs [T, n_classes])``
-    after every model call (evaluation and plots use it).
+    ``on_probs``: optional observer called with ``(first_frame_index, probs [T, n_classes],
+    logmel [T, n_mels])`` after every model call (evaluation and plots use it).
     """
 
     def __init__(self, model: OnnxModel, smoother: SmootherParams, emit: Callable[[Event], None],
                  block_size: int = 1600, frames_per_call: int = 1, ring_seconds: float = 30.0,
                  state_reset_s: float = 0.0,
-                 on_probs: Optional[Callable[[int, np.ndarray], None]] = None):
+                 on_probs: Optional[Callable[[int, np.ndarray, np.ndarray], None]] = None):
         self.model = model
         self.info = model.info
         self.smoother_params = smoother
@@ -78,10 +78,10 @@ class Pipeline:
                 self.emit(StatusEvent(name, "reset", frames_run * hop / sr, {"reason": "periodic"}))
             probs, state = self.model.step(feats[None], state)
             if self.on_probs is not None:
-                self.on_probs(frames_run, probs[0])
+                self.on_probs(frames_run, probs[0], feats)
             frames_run += len(feats)
             decided = (fp.n_fft + (frames_run - 1) * hop) / sr
-            for ev in smoother.update(probs[0]):
+            for ev in smoother.update(probs[0], feats):
                 self.emit(dataclasses.replace(ev, at=max(ev.at, decided)))
 
         def consume(samples: np.ndarray) -> None:

@@ -53,7 +53,8 @@ class ModelInfo:
             m = json.loads(meta["rttag"])
             labels = tuple(m["labels"])
             sm = m["smoother"]
-            sm.setdefault("offset_lag_s", [0.0] * len(sm["on_threshold"]))  # models tuned before offsets were back-dated
+            for key in ("offset_lag_s", "offset_excess_db"):  # models tuned before offsets were placed
+                sm.setdefault(key, [0.0] * len(sm["on_threshold"]))
             smoother = SmootherParams(*(tuple(float(v) for v in sm[k]) for k in SMOOTHER_FIELDS))
             if len(smoother.on_threshold) != len(labels):
                 raise ValueError("smoother thresholds and labels differ in length")

@@ -10,6 +10,20 @@ reaction lag, and that of an ``off`` by ``offset_lag_s``, how long the model's p
 measurably outlasts the sound (never before the event's own ``on``). With ``min_on_s =
 min_off_s = onset_lag_s = offset_lag_s = 0`` and equal thresholds this is raw per-frame
 thresholding.
+
+Offsets by acoustic evidence (``offset_excess_db`` > 0 for a class, 0 = off): a recurrent
+model's probability decays slowly after the sound stops, by a time that varies from event to
+event, so a fixed ``offset_lag_s`` places many offsets badly. With the log-mel frames passed
+to :meth:`Smoother.update`, the background spectrum is taken when the event's ``on`` is
+decided — the per-bin median (dB) over the :data:`EXCESS_BACKGROUND_S` before its back-dated
+onset — and each frame of the event gets an *excess*: the mean over mel bins of how far the
+frame rises above that background (dB, negative parts counted as 0), averaged over the last
+:data:`EXCESS_SMOOTH_FRAMES` frames. The ``off``'s ``t`` is then the end of the last frame
+whose excess exceeded ``offset_excess_db``, plus :data:`EXCESS_HANGOVER_S`, never later than
+the offset the probability alone gives (``offset_lag_s`` is then not applied) and never
+before the ``on``. ``at`` is untouched: the decision still waits for the probability. Where
+there is too little history before the onset (under :data:`EXCESS_MIN_BACKGROUND_S`, at a
+stream's start) or no frame rose above the threshold, ``offset_lag_s`` applies as usual.
 """
 
 from __future__ import annotations
@@ -21,14 +35,28 @@ import numpy as np
 
 from .events import OffEvent, OnEvent
 
-FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s", "offset_lag_s")
+FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s", "offset_lag_s", "offset_excess_db")
 """The per-class parameters in :class:`SmootherParams` order; also the keys of the ``smoother``
 block of a model's metadata and of the config file."""
+
+EXCESS_BACKGROUND_S = 2.0
+"""Seconds before an event's onset whose per-bin median is its background spectrum."""
+EXCESS_MIN_BACKGROUND_S = 0.1
+"""Less history than this before the onset: no background, the ``offset_lag_s`` rule applies."""
+EXCESS_SMOOTH_FRAMES = 5
+"""Frames of the moving average over the per-frame excess (causal)."""
+EXCESS_HANGOVER_S = 0.2
+"""Added after the last frame above the excess threshold (decay and reverberation tails).
+2 s, 5 frames and 0.2 s were chosen on the validation split with the crnn (docs/EVALUATION.md)."""
+DB_PER_LOG = 10.0 / np.log(10.0)
+"""dB per natural-log unit of power (the frontend's log-mel is ``log(mel power + offset)``)."""
 
 
 @dataclass(frozen=True)
 class SmootherParams:
-    """Per-class parameters (one value per label). Thresholds in [0, 1]; times in s."""
+    """Per-class parameters (one value per label). Thresholds in [0, 1]; times in s;
+    ``offset_excess_db`` in dB ≥ 0 (0: offsets by ``offset_lag_s`` only; left out: 0 for every
+    class)."""
 
     on_threshold: tuple[float, ...]
     off_threshold: tuple[float, ...]
@@ -36,9 +64,14 @@ class SmootherParams:
     min_off_s: tuple[float, ...]
     onset_lag_s: tuple[float, ...]
     offset_lag_s: tuple[float, ...]
+    offset_excess_db: tuple[float, ...] = ()
 
     def __post_init__(self):
         n = len(self.on_threshold)
+        if not self.offset_excess_db:
+            object.__setattr__(self, "offset_excess_db", (0.0,) * n)
+        if any(v < 0 for v in self.offset_excess_db):
+            raise ValueError(f"smoother.offset_excess_db must be >= 0 (got {list(self.offset_excess_db)})")
         for name in FIELDS[1:]:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"smoother.{name} has {len(getattr(self, name))} values, expected {n}")
@@ -50,7 +83,7 @@ class SmootherParams:
     def raw(cls, on_threshold: Sequence[float]) -> "SmootherParams":
         """Plain per-frame thresholding at ``on_threshold`` (no hysteresis, durations, lags)."""
         n = len(on_threshold)
-        return cls(tuple(on_threshold), tuple(on_threshold), *((0.0,) * n,) * 4)
+        return cls(tuple(on_threshold), tuple(on_threshold), *((0.0,) * n,) * 5)
 
 
 # Per-class phases.
@@ -60,6 +93,10 @@ _IDLE, _PENDING_ON, _ACTIVE, _PENDING_OFF = range(4)
 class Smoother:
     """Feeds on frames ``i = 0, 1, …``; frame ``i`` is centred at ``centre0 + i * hop_s``
     and decided at ``ready0 + i * hop_s`` (seconds of stream time)."""
+
+    MAX_ONSET_LAG_S = 1.0
+    """Longest onset back-dating the frame history covers for the excess rule (``rttag tune``
+    never measures more)."""
 
     def __init__(self, labels: Sequence[str], params: SmootherParams, stream: str,
                  hop_s: float, centre0_s: float, ready0_s: float):
@@ -73,6 +110,11 @@ class Smoother:
         self._off = np.asarray(params.off_threshold)
         self._min_on = [int(round(s / hop_s)) for s in params.min_on_s]
         self._min_off = [int(round(s / hop_s)) for s in params.min_off_s]
+        self._excess = np.asarray(params.offset_excess_db)
+        self._bg_frames = int(round(EXCESS_BACKGROUND_S / hop_s))
+        self._history_len = self._bg_frames + int(round((self.MAX_ONSET_LAG_S + max(params.min_on_s, default=0.0)) / hop_s)) + 2
+        self._history: np.ndarray | None = None  # dB log-mel ring [history_len, n_mels], frame i at i % len
+        self._first = 0  # the first frame the ring has held
         self.reset()
 
     def reset(self) -> None:
@@ -84,6 +126,10 @@ class Smoother:
         self._psum = [0.0] * n     # sum of p since _start
         self._count = [0] * n      # frames since _start
         self._onset_t = [0.0] * n  # emitted on's t
+        self._bg: list = [None] * n       # background spectrum [n_mels] dB of the active event (excess rule)
+        self._recent: list = [[] for _ in range(n)]  # the last EXCESS_SMOOTH_FRAMES excess values (dB)
+        self._last_loud = [-1] * n        # last frame whose smoothed excess exceeded offset_excess_db
+        self._loud_at_stop = [-1] * n     # _last_loud when the probability fell (pending off)
         self.frame = 0             # index of the next frame
 
     def _centre(self, i: int) -> float:
@@ -93,18 +139,65 @@ class Smoother:
         return max(0.0, self._centre(self._start[k]) - self.params.onset_lag_s[k])
 
     def _offset_time(self, k: int) -> float:
-        return max(self._centre(self._stop[k]) - self.params.offset_lag_s[k], self._onset_t[k])
+        stop = self._centre(self._stop[k])
+        if self._bg[k] is not None and self._loud_at_stop[k] >= 0:
+            end = self._centre(self._loud_at_stop[k]) + self.hop_s / 2 + EXCESS_HANGOVER_S
+            return max(min(end, stop), self._onset_t[k])
+        return max(stop - self.params.offset_lag_s[k], self._onset_t[k])
 
-    def update(self, probs: np.ndarray) -> Iterator[OnEvent | OffEvent]:
-        """Consume probabilities ``[T, n_classes]`` and yield the events they decide."""
-        for row in np.asarray(probs):
+    def update(self, probs: np.ndarray, frames: np.ndarray | None = None) -> Iterator[OnEvent | OffEvent]:
+        """Consume probabilities ``[T, n_classes]`` and yield the events they decide.
+        ``frames``: the log-mel frames ``[T, n_mels]`` (natural log of mel power, as the
+        frontend gives them) the probabilities came from; required when any class has
+        ``offset_excess_db`` > 0."""
+        probs = np.asarray(probs)
+        if frames is None and self._excess.any():
+            raise ValueError("smoother.offset_excess_db is set: update() needs the log-mel frames")
+        if frames is not None and len(frames) != len(probs):
+            raise ValueError(f"{len(probs)} probability rows but {len(frames)} log-mel frames")
+        for j, row in enumerate(probs):
             i = self.frame
+            if frames is not None and self._excess.any():
+                self._remember(i, frames[j])
             at = self.ready0_s + i * self.hop_s
             above_on = row >= self._on
             above_off = row >= self._off
             for k in np.flatnonzero(above_on | above_off | (np.asarray(self._phase) != _IDLE)):
                 yield from self._step(int(k), float(row[k]), bool(above_on[k]), bool(above_off[k]), i, at)
             self.frame += 1
+
+    def _remember(self, i: int, frame: np.ndarray) -> None:
+        """Keep frame ``i`` (log-mel, converted to dB) in the history ring; track the excess of
+        every event whose background is known."""
+        if self._history is None:
+            self._history, self._first = np.zeros((self._history_len, len(frame))), i
+        self._history[i % self._history_len] = np.asarray(frame, dtype=np.float64) * DB_PER_LOG
+        for k, bg in enumerate(self._bg):
+            if bg is not None:
+                self._track_excess(k, i)
+
+    def _track_excess(self, k: int, i: int) -> None:
+        excess = float(np.maximum(self._history[i % self._history_len] - self._bg[k], 0.0).mean())
+        recent = self._recent[k]
+        recent.append(excess)
+        del recent[:-EXCESS_SMOOTH_FRAMES]
+        if sum(recent) / len(recent) > self._excess[k]:
+            self._last_loud[k] = i
+
+    def _start_excess(self, k: int, i: int) -> None:
+        """At the ``on`` of class ``k`` (decided at frame ``i``): its background spectrum from
+        the frames before its back-dated onset, and the excess of the frames since."""
+        self._bg[k], self._recent[k], self._last_loud[k] = None, [], -1
+        if not self._excess[k] or self._history is None:
+            return
+        onset = int(round((self._onset_t[k] - self.centre0_s) / self.hop_s))
+        onset = max(onset, i - self._history_len + self._bg_frames + 1, self._first)
+        lo = max(onset - self._bg_frames, self._first, i - self._history_len + 1)
+        if (onset - lo) * self.hop_s < EXCESS_MIN_BACKGROUND_S:
+            return
+        self._bg[k] = np.median(self._history[[f % self._history_len for f in range(lo, onset)]], axis=0)
+        for f in range(onset, i + 1):
+            self._track_excess(k, f)
 
     def _step(self, k: int, p: float, above_on: bool, above_off: bool, i: int, at: float):
         phase = self._phase[k]
@@ -123,6 +216,7 @@ class Smoother:
             if i - self._start[k] >= self._min_on[k]:
                 self._phase[k] = _ACTIVE
                 self._onset_t[k] = min(self._onset_time(k), at)
+                self._start_excess(k, i)
                 yield OnEvent(self.stream, self.labels[k], self._onset_t[k], at, self._psum[k] / self._count[k])
             return
         if phase == _ACTIVE:
@@ -130,7 +224,7 @@ class Smoother:
                 self._psum[k] += p
                 self._count[k] += 1
                 return
-            self._phase[k], self._stop[k] = _PENDING_OFF, i
+            self._phase[k], self._stop[k], self._loud_at_stop[k] = _PENDING_OFF, i, self._last_loud[k]
             phase = _PENDING_OFF
         if phase == _PENDING_OFF:
             if above_on:
@@ -142,6 +236,7 @@ class Smoother:
                 self._phase[k] = _IDLE
                 yield OffEvent(self.stream, self.labels[k], self._offset_time(k), at, self._onset_t[k],
                                self._psum[k] / self._count[k])
+                self._bg[k] = None
 
     def close(self, t_end: float) -> Iterator[OffEvent]:
         """End of stream at ``t_end`` s: close every open event with an ``off`` (one still above

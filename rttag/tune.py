@@ -24,6 +24,10 @@ most of their offsets within the offset collar. A shift cannot add or remove det
 onset matches, so it only decides which of those events also count as hits. (Choosing the
 offset lag inside the grid instead, as a median per setting, moved the thresholds: on
 validation the class-wise F1 rose, on test the event F1 fell from 0.073 to 0.061.)
+Then, per class, each ``offset_excess_db`` of :data:`GRID_OFFSET_EXCESS_DB` (offsets where
+the sound's level above its pre-onset background falls, see :mod:`rttag.smoother`) is tried
+against that lag on the same count, with the log-mel frames kept from the model pass; it is
+kept only where it brings strictly more offsets into the collar (else 0, the lag alone).
 
 A setting is *eligible* for a class when it detects at least one of the class's events and
 its median decision latency on the class's matched validation events (``at`` − reference
@@ -83,6 +87,8 @@ MAX_LAG_S = 1.0
 MAX_OFFSET_LAG_S = 1.0
 """Longest offset back-dating (s) tried."""
 OFFSET_LAG_STEP_S = 0.05
+GRID_OFFSET_EXCESS_DB = (2.0, 3.0, 4.0, 5.0)
+"""``offset_excess_db`` values tried per class against the lag rule (dB)."""
 OBJECTIVES = ("class", "micro")
 
 
@@ -139,6 +145,20 @@ def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Seq
     return {label: max(0.0, float(np.median(d))) if d else 0.0 for label, d in diffs.items()}
 
 
+def offset_hits(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
+                ends: dict[str, float], shifts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per label, for each offset back-dating in ``shifts`` (s), how many events whose onset is
+    within the onset collar of a reference onset would have their offset within the offset
+    collar. Events still on when their file ended at ``ends[name]`` s are left out."""
+    hits = {label: np.zeros(len(shifts), int) for label in labels}
+    for name in split.paths:
+        for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
+            if abs(det.onset - ref.onset) <= T_COLLAR_S and det.offset < ends[name]:
+                collar = max(T_COLLAR_S, OFFSET_FRACTION * (ref.offset - ref.onset))
+                hits[ref.label] += np.abs(np.maximum(det.offset - shifts, det.onset) - ref.offset) <= collar
+    return hits
+
+
 def offset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
                 ends: dict[str, float]) -> dict[str, float]:
     """Per label, the offset back-dating (s) that brings the most offsets of onset-matched
@@ -146,12 +166,7 @@ def offset_lags(split: Split, detections: dict[str, list[Detection]], labels: Se
     ``detections`` are placed as the smoother would place them with ``offset_lag_s = 0``;
     events still on when their file ended at ``ends[name]`` s are never moved."""
     shifts = np.round(np.arange(0.0, MAX_OFFSET_LAG_S + 1e-9, OFFSET_LAG_STEP_S), 4)
-    hits = {label: np.zeros(len(shifts), int) for label in labels}
-    for name in split.paths:
-        for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
-            if abs(det.onset - ref.onset) <= T_COLLAR_S and det.offset < ends[name]:
-                collar = max(T_COLLAR_S, OFFSET_FRACTION * (ref.offset - ref.onset))
-                hits[ref.label] += np.abs(np.maximum(det.offset - shifts, det.onset) - ref.offset) <= collar
+    hits = offset_hits(split, detections, labels, ends, shifts)
     return {label: float(shifts[int(np.argmax(h))]) for label, h in hits.items()}
 
 
@@ -189,7 +204,7 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     :func:`offset_lags` too (else 0)."""
     n = len(labels)
     params = SmootherParams(*(tuple(values_by_label[label][i] for label in labels) for i in range(4)),
-                            (0.0,) * n, (0.0,) * n)
+                            (0.0,) * n, (0.0,) * n, (0.0,) * n)
     dets = {name: smooth(r.probs, labels, params, timing, r.t_end) for name, r in runs.items()}
     ends = {name: r.t_end for name, r in runs.items()}
     onset_lag = onset_lags(split, dets, labels)
@@ -200,7 +215,7 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     out = {}
     for label in labels:
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        out[label] = Candidate((*values_by_label[label], onset_lag[label], offset_lag[label]), ev["f1"] or 0.0,
+        out[label] = Candidate((*values_by_label[label], onset_lag[label], offset_lag[label], 0.0), ev["f1"] or 0.0,
                                seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"])
     return out
 
@@ -235,11 +250,41 @@ def joint_choice(candidates: dict[str, list[Candidate]], start: dict[str, Candid
 
 def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                   choice: dict[str, Candidate]) -> dict[str, Candidate]:
-    """``choice`` (a candidate per class with events) with each class's offset lag set by
-    :func:`offset_lags` at its chosen setting, and scored again with it."""
+    """``choice`` (a candidate per class with events) with each class's offsets placed (see
+    the module docstring): the offset lag of :func:`offset_lags` at its chosen setting, then
+    per class the ``offset_excess_db`` of :data:`GRID_OFFSET_EXCESS_DB` that brings more
+    offsets of onset-matched events within the collar than the lag does (0 if none does),
+    and scored again with it."""
     values = {label: choice[label].values[:4] if label in choice else (1.0, 1.0, 0.0, 0.0) for label in labels}
     scored = _score(split, runs, labels, timing, values, with_offsets=True)
-    return {label: scored[label] for label in choice}
+    ends = {name: r.t_end for name, r in runs.items()}
+    zero = np.zeros(1)
+
+    def params_with(excess_db: dict[str, float]) -> SmootherParams:
+        rows = [scored[label].values[:6] + (excess_db[label],) for label in labels]
+        return SmootherParams(*(tuple(row[i] for row in rows) for i in range(len(FIELDS))))
+
+    def hits_with(excess_db: dict[str, float]) -> tuple[dict, dict[str, int]]:
+        params = params_with(excess_db)
+        dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
+        return dets, {label: int(h[0]) for label, h in offset_hits(split, dets, labels, ends, zero).items()}
+
+    dets, best_hits = hits_with(dict.fromkeys(labels, 0.0))
+    best = dict.fromkeys(labels, 0.0)
+    for db in GRID_OFFSET_EXCESS_DB:
+        _, hits = hits_with(dict.fromkeys(labels, db))
+        for label in labels:
+            if hits[label] > best_hits[label]:
+                best[label], best_hits[label] = db, hits[label]
+    if any(best.values()):
+        dets, _ = hits_with(best)
+    scores = sed_scores(split, dets, labels)
+    out = {}
+    for label in choice:
+        ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
+        out[label] = replace(scored[label], values=scored[label].values[:6] + (best[label],),
+                             event_f1=ev["f1"] or 0.0, segment_f1=seg["f1"] or 0.0, n_tp=ev["n_tp"], n_sys=ev["n_sys"])
+    return out
 
 
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,
@@ -309,9 +354,9 @@ def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
 
 def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -> str:
     """The chosen settings as a Markdown table (one row per label)."""
-    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | offset_lag_s | val event F1 | val segment F1 "
-             "| val latency (s) | val events |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | offset_lag_s | offset_excess_db | val event F1 "
+             "| val segment F1 | val latency (s) | val events |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, label in enumerate(labels):
         r = report[label]
         note = "" if r["tuned"] else " (no events: kept)"

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from rttag import config as cfg
-from conftest import REPO, parse_events, run_rttag, tone_bursts
+from conftest import BURSTS, REPO, parse_events, run_rttag, tone_bursts
 
 SCHEMA = json.loads((REPO / "rttag" / "schema" / "events-v1.json").read_text())
 
@@ -96,7 +96,8 @@ def test_config_that_disagrees_with_the_model(model_path, bursts_wav, tmp_path):
                                          ("smoother:\n  on_thresh: 0.3\n", "unknown config key 'smoother.on_thresh'"),
                                          ("block_size: many\n", "'block_size' must be int"),
                                          ("threads: 0\n", "'threads' must be positive"),
-                                         ("smoother:\n  on_threshold: {cat: 0.5}\n", "no label 'cat'")])
+                                         ("smoother:\n  on_threshold: {cat: 0.5}\n", "no label 'cat'"),
+                                         ("smoother:\n  offset_excess_db: -2\n", "offset_excess_db must be >= 0")])
 def test_bad_config(model_path, bursts_wav, tmp_path, text, needle):
     conf = tmp_path / "c.yaml"
     conf.write_text(text)
@@ -126,6 +127,22 @@ def test_offset_lag_flag_moves_every_off_t_back_and_leaves_at(model_path, bursts
         closed_by_the_end = a["t"] == a["at"]  # still on when the file ended: ends there, not moved
         want = a["t"] if closed_by_the_end else max(a["t"] - 0.05, a["onset"])
         assert b["at"] == a["at"] and b["t"] == pytest.approx(want, abs=1e-3)
+
+
+def test_offset_excess_flag_ends_events_where_the_bursts_end(bursts_wav):
+    # the shipped crnn: its probabilities outlast the bursts (the test model's do not)
+    base = ["tag", str(bursts_wav), "--model", str(REPO / "models" / "crnn.onnx"), "--min-off", "0", "--offset-lag", "0"]
+    plain = [e for e in parse_events(run_rttag(*base).stdout) if e["type"] == "off"]
+    placed = [e for e in parse_events(run_rttag(*base, "--offset-excess", "3").stdout) if e["type"] == "off"]
+    assert len(placed) == len(plain)
+    burst_ends = [b for _, b, _ in BURSTS]
+    moved = 0
+    for a, b in zip(plain, placed):
+        assert b["at"] == a["at"] and b["onset"] == a["onset"] and b["t"] <= a["t"] + 1e-6
+        if b["t"] < a["t"] - 1e-6:  # placed by the sound: just after the end of a burst (+ 0.2 s hangover)
+            moved += 1
+            assert any(0.0 <= b["t"] - end <= 0.3 for end in burst_ends), (b, burst_ends)
+    assert moved >= 1
 
 
 @pytest.mark.parametrize("device,needle", [("42", "input device 42"), ("no-such-mic", "no-such-mic")])

@@ -292,7 +292,9 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     for a in blips:
         p[(centres >= a) & (centres < a + 0.15)] = 0.99
     split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
-    runs = {"a.wav": FileRun(p[:, None], [], duration)}
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    logmel[p > 0.5] = -2.0
+    runs = {"a.wav": FileRun(p[:, None], logmel, [], duration)}
     fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,), (0.0,))
     fast, fast_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15, objective=objective)
     assert fast.min_on_s[0] <= 0.1 and fast_report["dog"]["within_budget"]
@@ -305,6 +307,30 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     # A budget nothing meets: the best setting regardless of latency, flagged as over budget.
     none, none_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective)
     assert none_report["dog"]["event_f1"] == pytest.approx(1.0) and not none_report["dog"]["within_budget"]
+
+
+def test_tune_places_offsets_by_the_sound_where_the_probability_outlasts_it_by_varying_times():
+    """Four 2 s dog events; the model's probability outlasts each by a different time (0.3 to
+    2.1 s), as a recurrent model's does. No single offset lag brings more than one or two
+    offsets into the 0.4 s collar; the log-mel frames show where each sound ends, so the tuner
+    takes the excess rule and every event is a hit."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events, tails = 30.0, [(2.0, 4.0), (9.0, 11.0), (16.0, 18.0), (23.0, 25.0)], [0.3, 0.9, 1.5, 2.1]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    p = np.full(len(centres), 0.01, np.float32)
+    logmel = np.full((len(centres), 64), -14.0, np.float32) + np.random.default_rng(0).normal(0, 0.3, (len(centres), 64))
+    for (a, b), tail in zip(events, tails):
+        p[(centres >= a) & (centres < b + tail)] = 0.95
+        logmel[(centres >= a) & (centres < b)] += 3.0  # 13 dB above the background in every mel bin
+    split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
+    runs = {"a.wav": FileRun(p[:, None], logmel.astype(np.float32), [], duration)}
+    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,), (0.0,))
+    params, report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=1.0)
+    assert params.offset_excess_db[0] > 0 and report["dog"]["event_f1"] == pytest.approx(1.0)
+    # the same setting with the lag rule alone matches at most half of the offsets
+    lag_only = replace(params, offset_excess_db=(0.0,))
+    dets = smooth(p[:, None], ["dog"], lag_only, timing, duration, logmel)
+    assert sed_scores(split, {"a.wav": dets}, ["dog"])["event"]["micro_f1"] <= 0.5
 
 
 def test_joint_choice_keeps_a_poorly_recognised_class_conservative():

@@ -111,9 +111,11 @@ def test_reader_falling_behind_reports_an_exact_gap(model):
 def test_probability_observer_sees_every_frame_once(model, bursts_wav):
     seen = []
     Pipeline(model, model.info.smoother, lambda e: None, frames_per_call=5,
-             on_probs=lambda i, p: seen.append((i, len(p)))).run(FileSource(str(bursts_wav), 16000, 1600))
-    starts = [i for i, _ in seen]
-    assert starts == sorted(starts) and sum(n for _, n in seen) == 1 + (6 * 16000 - 512) // 160
+             on_probs=lambda i, p, f: seen.append((i, len(p), f.shape))).run(FileSource(str(bursts_wav), 16000, 1600))
+    starts = [i for i, _, _ in seen]
+    assert starts == sorted(starts) and sum(n for _, n, _ in seen) == 1 + (6 * 16000 - 512) // 160
+    n_mels = model.info.frontend.n_mels
+    assert all(shape == (n, n_mels) for _, n, shape in seen)  # the log-mel frames each call was given
 
 
 class VanishingDevice(ChunkSource):

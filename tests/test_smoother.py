@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rttag.events import OffEvent, OnEvent
-from rttag.smoother import Smoother, SmootherParams
+from rttag.smoother import EXCESS_HANGOVER_S, Smoother, SmootherParams
 
 HOP = 0.01
 
@@ -71,6 +71,54 @@ def test_raw_mode_is_per_frame_thresholding():
     ev = list(sm.update(np.asarray(seq)[:, None]))
     assert [(type(e).__name__, round(e.t, 3)) for e in ev] == [("OnEvent", 0.01), ("OffEvent", 0.02),
                                                               ("OnEvent", 0.03), ("OffEvent", 0.05)]
+
+
+def excess_run(loud_frames, probs_frames, excess_db=3.0, off_lag=0.0, start=300, split=None):
+    """A dog event: the log-mel frames rise 12 dB above a noisy background for ``loud_frames``
+    from frame ``start``; the probability stays high for ``probs_frames`` from there."""
+    n = start + max(loud_frames, probs_frames) + 100
+    rng = np.random.default_rng(0)
+    frames = -12.0 + rng.normal(0, 0.2, (n, 64))
+    frames[start:start + loud_frames] += 12.0 / (10 / np.log(10))  # +12 dB in every bin
+    probs = np.zeros((n, 1), np.float32)
+    probs[start:start + probs_frames] = 0.9
+    params = SmootherParams((0.5,), (0.3,), (0.0,), (0.0,), (0.0,), (off_lag,), (excess_db,))
+    sm = Smoother(["dog"], params, "s", hop_s=HOP, centre0_s=0.016, ready0_s=0.032)
+    parts = zip(np.array_split(probs, split), np.array_split(frames, split)) if split else [(probs, frames)]
+    return [e for p, f in parts for e in sm.update(p, f)] + list(sm.close(0.032 + (n - 1) * HOP))
+
+
+def test_offset_excess_ends_the_event_where_the_sound_ends_not_the_probability():
+    on, off = excess_run(loud_frames=100, probs_frames=250)
+    end_of_sound = 0.016 + 400 * HOP  # the first quiet frame's centre
+    # + the hangover; the 5-frame average keeps the excess above 3 dB for up to 3 frames more
+    assert off.t == pytest.approx(end_of_sound + EXCESS_HANGOVER_S, abs=0.03)
+    assert off.at == pytest.approx(0.032 + 550 * HOP)  # the decision still waits for the probability
+    assert on.t == pytest.approx(0.016 + 300 * HOP)
+    # never later than the probability's own offset, whatever the sound does
+    _, off_long = excess_run(loud_frames=250, probs_frames=100)
+    assert off_long.t == pytest.approx(0.016 + 400 * HOP)
+    # chunking does not change it
+    assert excess_run(loud_frames=100, probs_frames=250, split=23) == [on, off]
+
+
+def test_offset_excess_falls_back_to_the_lag_without_background_or_without_a_louder_sound():
+    # an event at the stream's start has no background before it: offset_lag_s applies
+    _, off = excess_run(loud_frames=100, probs_frames=250, off_lag=0.5, start=5)
+    assert off.t == pytest.approx(0.016 + 255 * HOP - 0.5)
+    # a sound no louder than the background: no frame above the threshold, offset_lag_s applies
+    _, off = excess_run(loud_frames=100, probs_frames=250, excess_db=20.0, off_lag=0.5)
+    assert off.t == pytest.approx(0.016 + 550 * HOP - 0.5)
+
+
+def test_offset_excess_needs_the_log_mel_frames():
+    params = SmootherParams((0.5,), (0.3,), (0.0,), (0.0,), (0.0,), (0.0,), (3.0,))
+    sm = Smoother(["dog"], params, "s", hop_s=HOP, centre0_s=0, ready0_s=0)
+    with pytest.raises(ValueError, match="needs the log-mel frames"):
+        list(sm.update(np.zeros((3, 1))))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        SmootherParams((0.5,), (0.3,), (0.0,), (0.0,), (0.0,), (0.0,), (-1.0,))
+    assert SmootherParams((0.5,), (0.3,), (0,), (0,), (0,), (0,)).offset_excess_db == (0.0,)
 
 
 def test_bad_thresholds_are_rejected():

@@ -58,15 +58,16 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c2["train"]["total_wall_minutes"] >= c1["train"]["wall_minutes"]
     assert c2["best_epoch"] in (c1["best_epoch"], 3)  # kept only where validation improved
 
-    # --keep last: the last epoch is written whatever its score; --offset-weight is recorded
+    # --keep last: the last epoch is written whatever its score; --offset-weight and --freq-mixstyle are recorded
     third = tmp_path / "stage3.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
-                     "--keep", "last", "--offset-weight", "3", *common, env=env, timeout=300)
+                     "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
     assert c3["best_epoch"] == 5 and [h["epoch"] for h in c3["history"]] == [1, 2, 3, 4, 5]
     assert c3["train"]["keep"] == "last" and c3["train"]["offset_weight"] == 3.0
     assert c2["train"]["keep"] == "best" and c2["train"]["offset_weight"] == 0.0
+    assert c3["train"]["freq_mixstyle"] == 0.5 and c2["train"]["freq_mixstyle"] == 0.0
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),

@@ -60,22 +60,23 @@ def chain_order(durations: dict[str, float], minutes: float, window: float) -> t
     return head + middle + head, len(head)
 
 
-def run_stream(model: OnnxModel, signals: list[np.ndarray], carry: bool) -> np.ndarray:
-    """Probabilities ``[T, C]`` of the signals played back to back through the streaming
-    frontend (one frontend for the whole chain, so both modes share one frame timeline); with
-    ``carry`` the model state runs on across recordings, otherwise it restarts from zero at
-    each one."""
+def run_stream(model: OnnxModel, signals: list[np.ndarray], carry: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities ``[T, C]`` and log-mel frames ``[T, n_mels]`` of the signals played back
+    to back through the streaming frontend (one frontend for the whole chain, so both modes
+    share one frame timeline); with ``carry`` the model state runs on across recordings,
+    otherwise it restarts from zero at each one."""
     frontend = LogMelFrontend(model.info.frontend)
     state = model.zero_state()
-    out = []
+    out, frames = [], []
     for x in signals:
         if not carry:
             state = model.zero_state()
         feats = frontend.push(x)
+        frames.append(feats)
         for a in range(0, len(feats), CHUNK_FRAMES):
             p, state = model.step(feats[None, a:a + CHUNK_FRAMES], state)
             out.append(p[0])
-    return np.concatenate(out)
+    return np.concatenate(out), np.concatenate(frames)
 
 
 def false_positives(detections, reference: list[tuple[float, float, str]]) -> list[float]:
@@ -121,12 +122,12 @@ def check(model_path: str, data: str, minutes: float, window: float) -> dict:
     centres = timing.centre0_s + np.arange(int(total_s * 100) + 1) * timing.hop_s
     runs = {}
     for mode, carry in (("chained", True), ("reset_per_file", False)):
-        probs = run_stream(model, signals, carry)
+        probs, logmel = run_stream(model, signals, carry)
         c = centres[: len(probs)]
         negative = np.ones(probs.shape, bool)
         for on, off, label in reference:
             negative[(c >= on) & (c < off), info.labels.index(label)] = False
-        detections = smooth(probs, info.labels, info.smoother, timing, total_s)
+        detections = smooth(probs, info.labels, info.smoother, timing, total_s, logmel)
         fps = false_positives(detections, reference)
         edges = np.arange(0.0, total_s + 1e-9, 60 * window)
         edges = np.append(edges[:-1], total_s) if total_s - edges[-1] < 60 else np.append(edges, total_s)
