@@ -48,6 +48,9 @@ EXCESS_SMOOTH_FRAMES = 5
 EXCESS_HANGOVER_S = 0.2
 """Added after the last frame above the excess threshold (decay and reverberation tails).
 2 s, 5 frames and 0.2 s were chosen on the validation split with the crnn (docs/EVALUATION.md)."""
+EXCESS_MAX_ONSET_LAG_S = 1.0
+"""Longest onset back-dating the frame history covers for the excess rule (``rttag tune``
+never measures more; with a longer configured lag the background is taken later)."""
 DB_PER_LOG = 10.0 / np.log(10.0)
 """dB per natural-log unit of power (the frontend's log-mel is ``log(mel power + offset)``)."""
 
@@ -94,10 +97,6 @@ class Smoother:
     """Feeds on frames ``i = 0, 1, …``; frame ``i`` is centred at ``centre0 + i * hop_s``
     and decided at ``ready0 + i * hop_s`` (seconds of stream time)."""
 
-    MAX_ONSET_LAG_S = 1.0
-    """Longest onset back-dating the frame history covers for the excess rule (``rttag tune``
-    never measures more)."""
-
     def __init__(self, labels: Sequence[str], params: SmootherParams, stream: str,
                  hop_s: float, centre0_s: float, ready0_s: float):
         if len(labels) != len(params.on_threshold):
@@ -112,13 +111,12 @@ class Smoother:
         self._min_off = [int(round(s / hop_s)) for s in params.min_off_s]
         self._excess = np.asarray(params.offset_excess_db)
         self._bg_frames = int(round(EXCESS_BACKGROUND_S / hop_s))
-        self._history_len = self._bg_frames + int(round((self.MAX_ONSET_LAG_S + max(params.min_on_s, default=0.0)) / hop_s)) + 2
-        self._history: np.ndarray | None = None  # dB log-mel ring [history_len, n_mels], frame i at i % len
-        self._first = 0  # the first frame the ring has held
+        self._history_len = self._bg_frames + int(round((EXCESS_MAX_ONSET_LAG_S + max(params.min_on_s, default=0.0))
+                                                        / hop_s)) + 2
         self.reset()
 
     def reset(self) -> None:
-        """Forget every open or pending event (frame counting continues)."""
+        """Forget every open or pending event and the frame history; frames count from 0 again."""
         n = len(self.labels)
         self._phase = [_IDLE] * n
         self._start = [0] * n      # frame where the current candidate / event began
@@ -130,6 +128,8 @@ class Smoother:
         self._recent: list = [[] for _ in range(n)]  # the last EXCESS_SMOOTH_FRAMES excess values (dB)
         self._last_loud = [-1] * n        # last frame whose smoothed excess exceeded offset_excess_db
         self._loud_at_stop = [-1] * n     # _last_loud when the probability fell (pending off)
+        self._history: np.ndarray | None = None  # dB log-mel ring [history_len, n_mels], frame i at i % len
+        self._first = 0            # the first frame the ring has held
         self.frame = 0             # index of the next frame
 
     def _centre(self, i: int) -> float:
