@@ -132,7 +132,7 @@ def test_offset_lag_flag_moves_every_off_t_back_and_leaves_at(model_path, bursts
 def test_offset_excess_flag_ends_events_where_the_bursts_end(bursts_wav):
     # the shipped crnn: its probabilities outlast the bursts (the test model's do not)
     base = ["tag", str(bursts_wav), "--model", str(REPO / "models" / "crnn.onnx"), "--min-off", "0", "--offset-lag", "0"]
-    plain = [e for e in parse_events(run_rttag(*base).stdout) if e["type"] == "off"]
+    plain = [e for e in parse_events(run_rttag(*base, "--offset-excess", "0").stdout) if e["type"] == "off"]
     placed = [e for e in parse_events(run_rttag(*base, "--offset-excess", "3").stdout) if e["type"] == "off"]
     assert len(placed) == len(plain)
     burst_ends = [b for _, b, _ in BURSTS]

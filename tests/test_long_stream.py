@@ -45,7 +45,7 @@ def test_an_hour_of_input_does_not_drift(name, demo):
     last = probs[last_start: last_start + len(second)]
     assert np.abs(last - second).max() < 0.05, "the state drifts: the same audio scores differently after an hour"
     sm = Smoother(model.info.labels, model.info.smoother, "long", hop, 0.0, 0.0)
-    onsets = np.array([e.t for e in sm.update(probs) if type(e).__name__ == "OnEvent"])
+    onsets = np.array([e.t for e in sm.update(probs, feats) if type(e).__name__ == "OnEvent"])
     first10 = np.sum(onsets < 600)
     last10 = np.sum((onsets >= HOUR_S - 600) & (onsets < HOUR_S))
     assert last10 <= first10 * 1.1 + 2, (first10, last10)
