@@ -110,6 +110,7 @@ class Smoother:
         self._min_on = [int(round(s / hop_s)) for s in params.min_on_s]
         self._min_off = [int(round(s / hop_s)) for s in params.min_off_s]
         self._excess = np.asarray(params.offset_excess_db)
+        self._uses_frames = bool(self._excess.any())
         self._bg_frames = int(round(EXCESS_BACKGROUND_S / hop_s))
         self._history_len = self._bg_frames + int(round((EXCESS_MAX_ONSET_LAG_S + max(params.min_on_s, default=0.0))
                                                         / hop_s)) + 2
@@ -125,6 +126,7 @@ class Smoother:
         self._count = [0] * n      # frames since _start
         self._onset_t = [0.0] * n  # emitted on's t
         self._bg: list = [None] * n       # background spectrum [n_mels] dB of the active event (excess rule)
+        self._tracking: set = set()       # the classes whose _bg is set
         self._recent: list = [[] for _ in range(n)]  # the last EXCESS_SMOOTH_FRAMES excess values (dB)
         self._last_loud = [-1] * n        # last frame whose smoothed excess exceeded offset_excess_db
         self._loud_at_stop = [-1] * n     # _last_loud when the probability fell (pending off)
@@ -151,13 +153,13 @@ class Smoother:
         frontend gives them) the probabilities came from; required when any class has
         ``offset_excess_db`` > 0."""
         probs = np.asarray(probs)
-        if frames is None and self._excess.any():
+        if frames is None and self._uses_frames:
             raise ValueError("smoother.offset_excess_db is set: update() needs the log-mel frames")
         if frames is not None and len(frames) != len(probs):
             raise ValueError(f"{len(probs)} probability rows but {len(frames)} log-mel frames")
         for j, row in enumerate(probs):
             i = self.frame
-            if frames is not None and self._excess.any():
+            if self._uses_frames:
                 self._remember(i, frames[j])
             at = self.ready0_s + i * self.hop_s
             above_on = row >= self._on
@@ -172,9 +174,8 @@ class Smoother:
         if self._history is None:
             self._history, self._first = np.zeros((self._history_len, len(frame))), i
         self._history[i % self._history_len] = np.asarray(frame, dtype=np.float64) * DB_PER_LOG
-        for k, bg in enumerate(self._bg):
-            if bg is not None:
-                self._track_excess(k, i)
+        for k in self._tracking:
+            self._track_excess(k, i)
 
     def _track_excess(self, k: int, i: int) -> None:
         excess = float(np.maximum(self._history[i % self._history_len] - self._bg[k], 0.0).mean())
@@ -188,6 +189,7 @@ class Smoother:
         """At the ``on`` of class ``k`` (decided at frame ``i``): its background spectrum from
         the frames before its back-dated onset, and the excess of the frames since."""
         self._bg[k], self._recent[k], self._last_loud[k] = None, [], -1
+        self._tracking.discard(k)
         if not self._excess[k] or self._history is None:
             return
         onset = int(round((self._onset_t[k] - self.centre0_s) / self.hop_s))
@@ -196,6 +198,7 @@ class Smoother:
         if (onset - lo) * self.hop_s < EXCESS_MIN_BACKGROUND_S:
             return
         self._bg[k] = np.median(self._history[[f % self._history_len for f in range(lo, onset)]], axis=0)
+        self._tracking.add(k)
         for f in range(onset, i + 1):
             self._track_excess(k, f)
 
@@ -237,6 +240,7 @@ class Smoother:
                 yield OffEvent(self.stream, self.labels[k], self._offset_time(k), at, self._onset_t[k],
                                self._psum[k] / self._count[k])
                 self._bg[k] = None
+                self._tracking.discard(k)
 
     def close(self, t_end: float) -> Iterator[OffEvent]:
         """End of stream at ``t_end`` s: close every open event with an ``off`` (one still above
