@@ -125,8 +125,7 @@ class Smoother:
         self._psum = [0.0] * n     # sum of p since _start
         self._count = [0] * n      # frames since _start
         self._onset_t = [0.0] * n  # emitted on's t
-        self._bg: list = [None] * n       # background spectrum [n_mels] dB of the active event (excess rule)
-        self._tracking: set = set()       # the classes whose _bg is set
+        self._bg: dict = {}               # class → background spectrum [n_mels] dB of its active event (excess rule)
         self._recent: list = [[] for _ in range(n)]  # the last EXCESS_SMOOTH_FRAMES excess values (dB)
         self._last_loud = [-1] * n        # last frame whose smoothed excess exceeded offset_excess_db
         self._loud_at_stop = [-1] * n     # _last_loud when the probability fell (pending off)
@@ -142,7 +141,7 @@ class Smoother:
 
     def _offset_time(self, k: int) -> float:
         stop = self._centre(self._stop[k])
-        if self._bg[k] is not None and self._loud_at_stop[k] >= 0:
+        if k in self._bg and self._loud_at_stop[k] >= 0:
             end = self._centre(self._loud_at_stop[k]) + self.hop_s / 2 + EXCESS_HANGOVER_S
             return max(min(end, stop), self._onset_t[k])
         return max(stop - self.params.offset_lag_s[k], self._onset_t[k])
@@ -174,7 +173,7 @@ class Smoother:
         if self._history is None:
             self._history, self._first = np.zeros((self._history_len, len(frame))), i
         self._history[i % self._history_len] = np.asarray(frame, dtype=np.float64) * DB_PER_LOG
-        for k in self._tracking:
+        for k in self._bg:
             self._track_excess(k, i)
 
     def _track_excess(self, k: int, i: int) -> None:
@@ -188,8 +187,8 @@ class Smoother:
     def _start_excess(self, k: int, i: int) -> None:
         """At the ``on`` of class ``k`` (decided at frame ``i``): its background spectrum from
         the frames before its back-dated onset, and the excess of the frames since."""
-        self._bg[k], self._recent[k], self._last_loud[k] = None, [], -1
-        self._tracking.discard(k)
+        self._bg.pop(k, None)
+        self._recent[k], self._last_loud[k] = [], -1
         if not self._excess[k] or self._history is None:
             return
         onset = int(round((self._onset_t[k] - self.centre0_s) / self.hop_s))
@@ -198,7 +197,6 @@ class Smoother:
         if (onset - lo) * self.hop_s < EXCESS_MIN_BACKGROUND_S:
             return
         self._bg[k] = np.median(self._history[[f % self._history_len for f in range(lo, onset)]], axis=0)
-        self._tracking.add(k)
         for f in range(onset, i + 1):
             self._track_excess(k, f)
 
@@ -239,8 +237,7 @@ class Smoother:
                 self._phase[k] = _IDLE
                 yield OffEvent(self.stream, self.labels[k], self._offset_time(k), at, self._onset_t[k],
                                self._psum[k] / self._count[k])
-                self._bg[k] = None
-                self._tracking.discard(k)
+                self._bg.pop(k, None)
 
     def close(self, t_end: float) -> Iterator[OffEvent]:
         """End of stream at ``t_end`` s: close every open event with an ``off`` (one still above
