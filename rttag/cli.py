@@ -58,6 +58,9 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offset-excess", type=float, dest="offset_excess_db",
                    help="end events where the sound's level above the background falls under this many dB, "
                    "0 = by --offset-lag only [smoother.offset_excess_db]")
+    g.add_argument("--dominance", type=float, dest="dominance",
+                   help="start an event only while its probability is at least this times every other class's, "
+                   "0 = off [smoother.dominance]")
     g.add_argument("--no-smoother", action="store_true", help="raw per-frame thresholding [smoother.enabled: false]")
 
 

@@ -33,6 +33,7 @@ class SmootherConfig:
     onset_lag_s: PerClass = None
     offset_lag_s: PerClass = None
     offset_excess_db: PerClass = None
+    dominance: PerClass = None
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class ModelInfo:
             m = json.loads(meta["rttag"])
             labels = tuple(m["labels"])
             sm = m["smoother"]
-            for key in ("offset_lag_s", "offset_excess_db"):  # models tuned before offsets were placed
+            for key in ("offset_lag_s", "offset_excess_db", "dominance"):  # models tuned before these existed
                 sm.setdefault(key, [0.0] * len(sm["on_threshold"]))
             smoother = SmootherParams(*(tuple(float(v) for v in sm[k]) for k in SMOOTHER_FIELDS))
             if len(smoother.on_threshold) != len(labels):

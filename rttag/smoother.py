@@ -14,9 +14,9 @@ thresholding.
 Offsets by acoustic evidence (``offset_excess_db`` > 0 for a class, 0 = off): a recurrent
 model's probability decays slowly after the sound stops, by a time that varies from event to
 event, so a fixed ``offset_lag_s`` places many offsets badly. With the log-mel frames passed
-to :meth:`Smoother.update`, the background spectrum is taken when the event's ``on`` is
-decided — the per-bin median (dB) over the :data:`EXCESS_BACKGROUND_S` before its back-dated
-onset — and each frame of the event gets an *excess*: the mean over mel bins of how far the
+to :meth:`Smoother.update`, the background spectrum is taken when the event's candidate
+begins (its probability first reaches ``on_threshold``) — the per-bin median (dB) over the
+:data:`EXCESS_BACKGROUND_S` before its back-dated onset — and each frame of the event gets an *excess*: the mean over mel bins of how far the
 frame rises above that background (dB, negative parts counted as 0), averaged over the last
 :data:`EXCESS_SMOOTH_FRAMES` frames. The ``off``'s ``t`` is then the end of the last frame
 whose excess exceeded ``offset_excess_db``, plus :data:`EXCESS_HANGOVER_S`, never later than
@@ -24,6 +24,16 @@ the offset the probability alone gives (``offset_lag_s`` is then not applied) an
 before the ``on``. ``at`` is untouched: the decision still waits for the probability. Where
 there is too little history before the onset (under :data:`EXCESS_MIN_BACKGROUND_S`, at a
 stream's start) or no frame rose above the threshold, ``offset_lag_s`` applies as usual.
+
+Dominance (``dominance`` > 0 for a class, 0 = off): a tagger trained on few sources often
+answers a sound it has not heard with several classes at once, and most of its false events
+sit on events of *other* labels. A candidate whose minimum duration is met only becomes an
+``on`` once its probability is at least ``dominance`` × the highest probability of any other
+class in the same frame; until then it stays pending (the probability still has to stay above
+``off_threshold``, else the candidate is dropped) and its ``t`` is still back-dated from where
+the candidate began, while ``at`` is the frame that decided it. With 1 the class must be the
+most probable one; below 1 it may trail the leader by that factor. Events already on are
+never ended by it.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ import numpy as np
 
 from .events import OffEvent, OnEvent
 
-FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s", "offset_lag_s", "offset_excess_db")
+FIELDS = ("on_threshold", "off_threshold", "min_on_s", "min_off_s", "onset_lag_s", "offset_lag_s", "offset_excess_db",
+          "dominance")
 """The per-class parameters in :class:`SmootherParams` order; also the keys of the ``smoother``
 block of a model's metadata and of the config file."""
 
@@ -58,8 +69,8 @@ DB_PER_LOG = 10.0 / np.log(10.0)
 @dataclass(frozen=True)
 class SmootherParams:
     """Per-class parameters (one value per label). Thresholds in [0, 1]; times in s;
-    ``offset_excess_db`` in dB ≥ 0 (0: offsets by ``offset_lag_s`` only; left out: 0 for every
-    class)."""
+    ``offset_excess_db`` in dB ≥ 0 (0: offsets by ``offset_lag_s`` only) and ``dominance``, a
+    ratio ≥ 0 (0: off); either left out: 0 for every class."""
 
     on_threshold: tuple[float, ...]
     off_threshold: tuple[float, ...]
@@ -68,13 +79,15 @@ class SmootherParams:
     onset_lag_s: tuple[float, ...]
     offset_lag_s: tuple[float, ...]
     offset_excess_db: tuple[float, ...] = ()
+    dominance: tuple[float, ...] = ()
 
     def __post_init__(self):
         n = len(self.on_threshold)
-        if not self.offset_excess_db:
-            object.__setattr__(self, "offset_excess_db", (0.0,) * n)
-        if any(v < 0 for v in self.offset_excess_db):
-            raise ValueError(f"smoother.offset_excess_db must be >= 0 (got {list(self.offset_excess_db)})")
+        for name in ("offset_excess_db", "dominance"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, (0.0,) * n)
+            if any(v < 0 for v in getattr(self, name)):
+                raise ValueError(f"smoother.{name} must be >= 0 (got {list(getattr(self, name))})")
         for name in FIELDS[1:]:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"smoother.{name} has {len(getattr(self, name))} values, expected {n}")
@@ -84,9 +97,10 @@ class SmootherParams:
 
     @classmethod
     def raw(cls, on_threshold: Sequence[float]) -> "SmootherParams":
-        """Plain per-frame thresholding at ``on_threshold`` (no hysteresis, durations, lags)."""
+        """Plain per-frame thresholding at ``on_threshold`` (no hysteresis, durations, lags,
+        offsets by the sound or dominance)."""
         n = len(on_threshold)
-        return cls(tuple(on_threshold), tuple(on_threshold), *((0.0,) * n,) * 5)
+        return cls(tuple(on_threshold), tuple(on_threshold), *((0.0,) * n,) * (len(FIELDS) - 2))
 
 
 # Per-class phases.
@@ -110,10 +124,10 @@ class Smoother:
         self._min_on = [int(round(s / hop_s)) for s in params.min_on_s]
         self._min_off = [int(round(s / hop_s)) for s in params.min_off_s]
         self._excess = np.asarray(params.offset_excess_db)
+        self._dominance = np.asarray(params.dominance)
         self._uses_frames = bool(self._excess.any())
         self._bg_frames = int(round(EXCESS_BACKGROUND_S / hop_s))
-        self._history_len = self._bg_frames + int(round((EXCESS_MAX_ONSET_LAG_S + max(params.min_on_s, default=0.0))
-                                                        / hop_s)) + 2
+        self._history_len = self._bg_frames + int(round(EXCESS_MAX_ONSET_LAG_S / hop_s)) + 2
         self.reset()
 
     def reset(self) -> None:
@@ -163,9 +177,18 @@ class Smoother:
             at = self.ready0_s + i * self.hop_s
             above_on = row >= self._on
             above_off = row >= self._off
+            lead, first, second = self._leaders(row)
             for k in np.flatnonzero(above_on | above_off | (np.asarray(self._phase) != _IDLE)):
-                yield from self._step(int(k), float(row[k]), bool(above_on[k]), bool(above_off[k]), i, at)
+                rival = second if k == lead else first
+                yield from self._step(int(k), float(row[k]), rival, bool(above_on[k]), bool(above_off[k]), i, at)
             self.frame += 1
+
+    @staticmethod
+    def _leaders(row: np.ndarray) -> tuple[int, float, float]:
+        """The most probable class of a frame, its probability and the runner-up's (0 with one class)."""
+        lead = int(np.argmax(row))
+        second = float(np.max(np.delete(row, lead))) if len(row) > 1 else 0.0
+        return lead, float(row[lead]), second
 
     def _remember(self, i: int, frame: np.ndarray) -> None:
         """Keep frame ``i`` (log-mel, converted to dB) in the history ring; track the excess of
@@ -185,13 +208,14 @@ class Smoother:
             self._last_loud[k] = i
 
     def _start_excess(self, k: int, i: int) -> None:
-        """At the ``on`` of class ``k`` (decided at frame ``i``): its background spectrum from
-        the frames before its back-dated onset, and the excess of the frames since."""
-        self._bg.pop(k, None)
+        """When a candidate of class ``k`` begins at frame ``i``: its background spectrum from
+        the frames before its back-dated onset, and the excess of the frames since. Taken here,
+        not at the ``on``, so that a candidate kept pending by ``dominance`` still finds its
+        background in the frame history."""
         self._recent[k], self._last_loud[k] = [], -1
         if not self._excess[k] or self._history is None:
             return
-        onset = int(round((self._onset_t[k] - self.centre0_s) / self.hop_s))
+        onset = int(round((self._onset_time(k) - self.centre0_s) / self.hop_s))
         onset = max(onset, i - self._history_len + self._bg_frames + 1, self._first)
         lo = max(onset - self._bg_frames, self._first, i - self._history_len + 1)
         if (onset - lo) * self.hop_s < EXCESS_MIN_BACKGROUND_S:
@@ -200,24 +224,27 @@ class Smoother:
         for f in range(onset, i + 1):
             self._track_excess(k, f)
 
-    def _step(self, k: int, p: float, above_on: bool, above_off: bool, i: int, at: float):
+    def _step(self, k: int, p: float, rival: float, above_on: bool, above_off: bool, i: int, at: float):
+        """Advance class ``k`` by one frame: ``p`` its probability, ``rival`` the highest
+        probability of any other class in the frame."""
         phase = self._phase[k]
         if phase == _IDLE:
             if above_on:
                 self._phase[k], self._start[k], self._psum[k], self._count[k] = _PENDING_ON, i, 0.0, 0
+                self._start_excess(k, i)
                 phase = _PENDING_ON
             else:
                 return
         if phase == _PENDING_ON:
             if not above_off:
                 self._phase[k] = _IDLE
+                self._bg.pop(k, None)
                 return
             self._psum[k] += p
             self._count[k] += 1
-            if i - self._start[k] >= self._min_on[k]:
+            if i - self._start[k] >= self._min_on[k] and p >= self._dominance[k] * rival:
                 self._phase[k] = _ACTIVE
                 self._onset_t[k] = min(self._onset_time(k), at)
-                self._start_excess(k, i)
                 yield OnEvent(self.stream, self.labels[k], self._onset_t[k], at, self._psum[k] / self._count[k])
             return
         if phase == _ACTIVE:

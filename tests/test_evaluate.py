@@ -333,6 +333,37 @@ def test_tune_places_offsets_by_the_sound_where_the_probability_outlasts_it_by_v
     assert sed_scores(split, {"a.wav": dets}, ["dog"])["event"]["micro_f1"] <= 0.5
 
 
+def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
+    """Four bird events and four dog events. The dog's probability also reaches 0.6 during
+    every bird event, while the bird's is 0.9 there; on the dog's own events the dog leads.
+    Thresholds alone cannot separate the two (the dog's own events score 0.6 too), so
+    without dominance the dog has four false events; stage 3 takes a dominance that holds
+    them back, and the micro F1 reaches 1."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration = 40.0
+    birds, dogs = [(2.0, 4.0), (10.0, 12.0), (18.0, 20.0), (26.0, 28.0)], [(6.0, 8.0), (14.0, 16.0), (22.0, 24.0), (32.0, 34.0)]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    p = np.full((len(centres), 2), 0.01, np.float32)
+    for a, b in birds:
+        inside = (centres >= a) & (centres < b)
+        p[inside] = (0.6, 0.9)
+    for a, b in dogs:
+        p[(centres >= a) & (centres < b), 0] = 0.6
+    reference = sorted([RefEvent(a, b, "bird") for a, b in birds] + [RefEvent(a, b, "dog") for a, b in dogs],
+                       key=lambda e: e.onset)
+    split = split_of({"a.wav": reference}, {"a.wav": duration})
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    runs = {"a.wav": FileRun(p, logmel, [], duration)}
+    fallback = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
+    params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback)
+    assert params.dominance[0] > 0.6 / 0.9 and summary["micro_f1"] == pytest.approx(1.0)
+    assert summary["choice_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before stage 3: 4 false dogs
+    assert report["dog"]["event_f1"] == pytest.approx(1.0)
+    without = replace(params, dominance=(0.0, params.dominance[1]))
+    dets = smooth(p, ["dog", "bird"], without, timing, duration, logmel)
+    assert sum(d.label == "dog" for d in dets) == 8
+
+
 def test_joint_choice_keeps_a_poorly_recognised_class_conservative():
     """Class-wise, the dog's best F1 (0.2) comes from a setting with 90 false events; those
     cost the bird's precision in the micro F1, so the joint choice takes the dog setting with

@@ -72,10 +72,10 @@ def test_metadata_is_json_with_the_contract_keys(model_path):
     assert {"format", "name", "version", "arch", "frontend", "labels", "state", "smoother"} <= set(meta)
 
 
-def test_a_model_tuned_before_offsets_were_placed_reads_them_as_zero(model_path):
-    # the fixture model's smoother block has no offset_lag_s or offset_excess_db, like models
-    # tuned before they existed
+def test_a_model_tuned_before_the_newer_smoother_fields_reads_them_as_zero(model_path):
+    # the fixture model's smoother block has no offset_lag_s, offset_excess_db or dominance,
+    # like models tuned before they existed
     meta = json.loads(OnnxModel(model_path).session.get_modelmeta().custom_metadata_map["rttag"])
-    assert "offset_lag_s" not in meta["smoother"] and "offset_excess_db" not in meta["smoother"]
+    assert not {"offset_lag_s", "offset_excess_db", "dominance"} & set(meta["smoother"])
     smoother = OnnxModel(model_path).info.smoother
-    assert smoother.offset_lag_s == smoother.offset_excess_db == (0.0,) * len(meta["labels"])
+    assert smoother.offset_lag_s == smoother.offset_excess_db == smoother.dominance == (0.0,) * len(meta["labels"])

@@ -124,3 +124,69 @@ def test_offset_excess_needs_the_log_mel_frames():
 def test_bad_thresholds_are_rejected():
     with pytest.raises(ValueError, match="off_threshold <= on_threshold"):
         SmootherParams((0.3,), (0.5,), (0,), (0,), (0,), (0,))
+
+
+def two_class_run(dog, bird, dominance, min_on=0.0, lag=0.0, excess_db=0.0, frames=None, split=None):
+    """Dog and bird probabilities (one value per 10 ms frame each); dominance applies to both."""
+    n = 2
+    params = SmootherParams((0.5,) * n, (0.3,) * n, (min_on,) * n, (0.0,) * n, (lag,) * n, (0.0,) * n,
+                            (excess_db,) * n, (dominance,) * n)
+    sm = Smoother(["dog", "bird"], params, "s", hop_s=HOP, centre0_s=0.016, ready0_s=0.032)
+    probs = np.stack([dog, bird], axis=1).astype(np.float32)
+    parts = (zip(np.array_split(probs, split), np.array_split(frames, split)) if split and frames is not None
+             else [(p, None) for p in np.array_split(probs, split)] if split else [(probs, frames)])
+    return [e for p, f in parts for e in sm.update(p, f)] + list(sm.close(0.032 + (len(probs) - 1) * HOP))
+
+
+def test_dominance_holds_an_on_until_the_class_leads_and_keeps_its_onset():
+    # dog rises at frame 10 but the bird leads until frame 30
+    dog = [0.0] * 10 + [0.6] * 60 + [0.0] * 10
+    bird = [0.0] * 10 + [0.9] * 20 + [0.2] * 50
+    free = two_class_run(dog, bird, dominance=0.0)
+    held = two_class_run(dog, bird, dominance=1.0)
+    dog_free = [e for e in free if e.label == "dog"]
+    dog_held = [e for e in held if e.label == "dog"]
+    assert dog_free[0].at == pytest.approx(0.032 + 10 * HOP)
+    assert dog_held[0].t == dog_free[0].t == pytest.approx(0.016 + 10 * HOP)  # t from where the candidate began
+    assert dog_held[0].at == pytest.approx(0.032 + 30 * HOP)  # decided when it leads
+    assert dog_held[1] == dog_free[1]  # the off is not moved
+    # the bird led from its first frame: never held
+    assert [e for e in held if e.label == "bird"] == [e for e in free if e.label == "bird"]
+    # a ratio below 1: the dog may trail the bird (0.6 ≥ 0.5 × 0.9)
+    assert [e.at for e in two_class_run(dog, bird, dominance=0.5) if e.label == "dog"] == [e.at for e in dog_free]
+    # chunking does not change it
+    assert two_class_run(dog, bird, dominance=1.0, split=7) == held
+
+
+def test_dominance_drops_a_candidate_that_never_leads_and_never_ends_an_event():
+    dog = [0.0] * 10 + [0.6] * 30 + [0.0] * 10
+    bird = [0.0] * 10 + [0.9] * 30 + [0.0] * 10
+    assert [e.label for e in two_class_run(dog, bird, dominance=1.0)] == ["bird", "bird"]
+    # an event already on is not ended when another class overtakes it
+    dog = [0.0] * 10 + [0.6] * 60 + [0.0] * 10
+    bird = [0.0] * 30 + [0.9] * 20 + [0.0] * 30
+    dogs = [e for e in two_class_run(dog, bird, dominance=1.0) if e.label == "dog"]
+    assert [type(e) for e in dogs] == [OnEvent, OffEvent]
+    assert dogs[1].t == pytest.approx(0.016 + 70 * HOP)
+    with pytest.raises(ValueError, match="dominance must be >= 0"):
+        SmootherParams((0.5,), (0.3,), (0.0,), (0.0,), (0.0,), (0.0,), (0.0,), (-1.0,))
+    assert SmootherParams((0.5,), (0.3,), (0,), (0,), (0,), (0,)).dominance == (0.0,)
+
+
+def test_dominance_with_offsets_by_the_sound_keeps_the_background_from_before_the_candidate():
+    """A dog held back 2.5 s by a higher-scoring bird: its background is still the 2 s before
+    its own onset (taken when the candidate began, not when the on was decided — by then the
+    2 s before the held frames are the dog's own sound), so its off lands where its sound ends."""
+    n, start, loud, held = 800, 300, 300, 250
+    rng = np.random.default_rng(0)
+    frames = -12.0 + rng.normal(0, 0.2, (n, 64))
+    frames[start:start + loud] += 12.0 / (10 / np.log(10))
+    dog = np.zeros(n)
+    dog[start:start + 400] = 0.6
+    bird = np.zeros(n)
+    bird[start:start + held] = 0.9
+    events = two_class_run(dog, bird, dominance=1.0, excess_db=3.0, frames=frames)
+    on, off = [e for e in events if e.label == "dog"]
+    assert on.t == pytest.approx(0.016 + start * HOP) and on.at == pytest.approx(0.032 + (start + held) * HOP)
+    assert off.t == pytest.approx(0.016 + (start + loud) * HOP + EXCESS_HANGOVER_S, abs=0.03)
+    assert two_class_run(dog, bird, dominance=1.0, excess_db=3.0, frames=frames, split=11) == events

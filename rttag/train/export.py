@@ -40,7 +40,7 @@ PARITY_TOL = 1e-4
 """Largest allowed |p_onnx_streaming − p_torch_full| on probabilities."""
 DEMO_WAV = Path(__file__).resolve().parent.parent / "assets" / "demo.wav"
 DEFAULT_SMOOTHER = {"on_threshold": 0.5, "off_threshold": 0.35, "min_on_s": 0.1, "min_off_s": 0.2, "onset_lag_s": 0.0,
-                    "offset_lag_s": 0.0, "offset_excess_db": 0.0}
+                    "offset_lag_s": 0.0, "offset_excess_db": 0.0, "dominance": 0.0}
 """Smoother values for a checkpoint that carries no tuned ones (one value, used for every label)."""
 
 

@@ -85,10 +85,11 @@ def onset_lags(probs: np.ndarray, labels: np.ndarray, offsets: np.ndarray, thres
 def smoother_block(probs: np.ndarray, labels: np.ndarray, offsets: np.ndarray, hop_s: float) -> dict:
     """Initial smoother values per class (lists, JSON-able): on = frame-F1-best threshold,
     off = 0.7 × on, min_on 0.1 s, min_off 0.2 s, onset_lag = median onset lag (≥ 0), offset_lag 0
-    and offset_excess_db 0 (``rttag tune`` places offsets with the real smoother)."""
+    and offset_excess_db and dominance 0 (``rttag tune`` places offsets and sets dominance with
+    the real smoother)."""
     on = best_thresholds(probs, labels)
     c = len(on)
     return {"on_threshold": [float(t) for t in on], "off_threshold": [round(0.7 * float(t), 4) for t in on],
             "min_on_s": [0.1] * c, "min_off_s": [0.2] * c,
             "onset_lag_s": [round(float(x), 3) for x in onset_lags(probs, labels, offsets, on, hop_s)],
-            "offset_lag_s": [0.0] * c, "offset_excess_db": [0.0] * c}
+            "offset_lag_s": [0.0] * c, "offset_excess_db": [0.0] * c, "dominance": [0.0] * c}
