@@ -7,13 +7,7 @@ smoother over them. Per class, a small grid in two stages:
 
 1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = 0.1 s,
    ``min_off_s`` = 0.2 s);
-2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds;
-3. ``dominance`` (:data:`GRID_DOMINANCE`; see :mod:`rttag.smoother`) at the class's chosen
-   setting. Chosen for the **micro** event F1 whatever ``--objective`` says (Dinkelbach's
-   method, below): holding a class's ``on`` back until it leads the other classes only trades
-   that class's own hits for fewer false events, and those false events mostly cost the
-   *other* classes' precision, which a class-wise F1 does not see. On the crnn's validation
-   run the class-wise choice gave 0.132 and the micro choice 0.199 (docs/EVALUATION.md).
+2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds.
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
@@ -21,7 +15,7 @@ reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) place
 are back-dated by it before scoring (exactly what the smoother does with ``onset_lag_s``;
 ``at`` is untouched).
 
-Offsets are placed last, once the setting of every class is chosen: the probability of a
+Offsets are placed next, once the setting of every class is chosen: the probability of a
 causal model outlasts the sound, and an event-based F1 wants offsets too (within
 max(200 ms, 20 % of the event)). Over the chosen setting's events whose back-dated onset is
 within the onset collar of a reference onset, ``offset_lag_s`` is the shift (0 to
@@ -34,6 +28,16 @@ Then, per class, each ``offset_excess_db`` of :data:`GRID_OFFSET_EXCESS_DB` (off
 the sound's level above its pre-onset background falls, see :mod:`rttag.smoother`) is tried
 against that lag on the same count, with the log-mel frames kept from the model pass; it is
 kept only where it brings strictly more offsets into the collar (else 0, the lag alone).
+
+Dominance comes last (:func:`hold_back`): with every other value fixed, each ``dominance`` of
+:data:`GRID_DOMINANCE` (see :mod:`rttag.smoother`) is scored per class, and one per class is
+chosen for the **micro** event F1 whatever ``--objective`` says (Dinkelbach's method, below).
+Holding a class's ``on`` back until it leads the other classes trades that class's own hits
+for fewer false events, and those false events mostly cost the *other* classes' precision,
+which a class-wise F1 does not see. It reads the other classes' probabilities, not their
+events, so the classes stay independent and the joint choice is exact. It is scored with the
+offsets already placed: before they are, most events miss their offset collar, the hits it
+trades are undercounted, and the choice (tried that way first) held back too little.
 
 A setting is *eligible* for a class when it detects at least one of the class's events and
 its median decision latency on the class's matched validation events (``at`` − reference
@@ -96,7 +100,7 @@ OFFSET_LAG_STEP_S = 0.05
 GRID_OFFSET_EXCESS_DB = (2.0, 3.0, 4.0, 5.0)
 """``offset_excess_db`` values tried per class against the lag rule (dB)."""
 GRID_DOMINANCE = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-"""``dominance`` values tried per class in stage 3 (ratio to the most probable other class)."""
+"""``dominance`` values tried per class, last (ratio to the most probable other class)."""
 OBJECTIVES = ("class", "micro")
 
 
@@ -210,17 +214,18 @@ def _params(rows: dict[str, tuple], labels: Sequence[str]) -> SmootherParams:
     return SmootherParams(*(tuple(rows[label][i] for label in labels) for i in range(len(FIELDS))))
 
 
-def _setting(values: tuple) -> tuple:
-    """What the grid chooses of a row of values (FIELDS order): on, off, min_on_s, min_off_s, dominance."""
-    return (*values[:4], values[FIELDS.index("dominance")])
+def _with(values: tuple, field: str, value: float) -> tuple:
+    """A row of values (FIELDS order) with ``field`` set to ``value``."""
+    at = FIELDS.index(field)
+    return (*values[:at], value, *values[at + 1:])
 
 
 def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            values_by_label: dict[str, tuple], with_offsets: bool = False) -> dict[str, Candidate]:
-    """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s,
-    dominance) scores, with the onset lag measured at lag 0 and then applied; ``with_offsets``:
-    the offset lag of :func:`offset_lags` too (else 0)."""
-    rows = {label: (*values_by_label[label][:4], 0.0, 0.0, 0.0, values_by_label[label][4]) for label in labels}
+    """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
+    with the onset lag measured at lag 0 and then applied; ``with_offsets``: the offset lag of
+    :func:`offset_lags` too (else 0)."""
+    rows = {label: (*values_by_label[label], *(0.0,) * (len(FIELDS) - 4)) for label in labels}
     dets = {name: smooth(r.probs, labels, _params(rows, labels), timing, r.t_end) for name, r in runs.items()}
     ends = {name: r.t_end for name, r in runs.items()}
     onset_lag = onset_lags(split, dets, labels)
@@ -231,8 +236,8 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     out = {}
     for label in labels:
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        row = rows[label]
-        out[label] = Candidate((*row[:4], onset_lag[label], offset_lag[label], 0.0, *row[7:]), ev["f1"] or 0.0,
+        values = _with(_with(rows[label], "onset_lag_s", onset_lag[label]), "offset_lag_s", offset_lag[label])
+        out[label] = Candidate(values, ev["f1"] or 0.0,
                                seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"])
     return out
 
@@ -272,18 +277,14 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
     per class the ``offset_excess_db`` of :data:`GRID_OFFSET_EXCESS_DB` that brings more
     offsets of onset-matched events within the collar than the lag does (0 if none does),
     and scored again with it."""
-    values = {label: _setting(choice[label].values) if label in choice else (1.0, 1.0, 0.0, 0.0, 0.0)
-              for label in labels}
+    values = {label: choice[label].values[:4] if label in choice else (1.0, 1.0, 0.0, 0.0) for label in labels}
     scored = _score(split, runs, labels, timing, values, with_offsets=True)
     ends = {name: r.t_end for name, r in runs.items()}
     zero = np.zeros(1)
-    excess_at = FIELDS.index("offset_excess_db")
-
-    def with_excess(values: tuple, db: float) -> tuple:
-        return (*values[:excess_at], db, *values[excess_at + 1:])
 
     def hits_with(excess_db: dict[str, float]) -> tuple[dict, dict[str, int]]:
-        params = _params({label: with_excess(scored[label].values, excess_db[label]) for label in labels}, labels)
+        params = _params({label: _with(scored[label].values, "offset_excess_db", excess_db[label])
+                          for label in labels}, labels)
         dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
         return dets, {label: int(h[0]) for label, h in offset_hits(split, dets, labels, ends, zero).items()}
 
@@ -300,9 +301,31 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
     out = {}
     for label in choice:
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        out[label] = replace(scored[label], values=with_excess(scored[label].values, best[label]),
+        out[label] = replace(scored[label], values=_with(scored[label].values, "offset_excess_db", best[label]),
                              event_f1=ev["f1"] or 0.0, segment_f1=seg["f1"] or 0.0, n_tp=ev["n_tp"], n_sys=ev["n_sys"])
     return out
+
+
+def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, placed: dict[str, Candidate],
+              n_ref: dict[str, int], max_latency_s: float) -> dict[str, Candidate]:
+    """``placed`` (a candidate per class with events, offsets placed) with each class's
+    ``dominance`` of :data:`GRID_DOMINANCE` chosen for the micro event F1 among the eligible
+    settings (see the module docstring); classes without events stay silent meanwhile, as in
+    :func:`place_offsets`."""
+    silent = (1.0, 1.0, *(0.0,) * (len(FIELDS) - 2))
+    pool: dict[str, list[Candidate]] = {label: [] for label in placed}
+    for dominance in GRID_DOMINANCE:
+        rows = {label: _with(placed[label].values if label in placed else silent, "dominance", dominance)
+                for label in labels}
+        params = _params(rows, labels)
+        dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
+        scores, latency = sed_scores(split, dets, labels), decision_latencies(split, dets, labels)
+        for label in pool:
+            ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
+            pool[label].append(replace(placed[label], values=rows[label], event_f1=ev["f1"] or 0.0,
+                                       segment_f1=seg["f1"] or 0.0, latency_s=latency[label], n_tp=ev["n_tp"],
+                                       n_sys=ev["n_sys"]))
+    return joint_choice(pool, {label: cands[0] for label, cands in pool.items()}, n_ref, max_latency_s)
 
 
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,
@@ -312,9 +335,9 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     decision latency, ``within_budget``, ``n_ref``, ``tuned``: False when the class had no
     events and kept ``fallback``); and micro event F1 figures on ``split`` over the classes with
     events: ``class_micro_f1`` (each class's own best, offsets not yet placed),
-    ``choice_micro_f1`` (the ``objective``'s choice, before dominance and offsets),
-    ``dominance_micro_f1`` (with dominance, offsets not yet placed) and ``micro_f1`` (the
-    final choice, offsets placed)."""
+    ``choice_micro_f1`` (the ``objective``'s choice, offsets not yet placed),
+    ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the final choice,
+    with dominance)."""
     if objective not in OBJECTIVES:
         raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
     candidates: dict[str, list[Candidate]] = {label: [] for label in labels}
@@ -325,12 +348,12 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
 
     t0 = time.perf_counter()
     for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
-        consider({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S, 0.0) for label in labels})
+        consider({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S) for label in labels})
     log.info("stage 1 (thresholds): %d settings, %.0f s", len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
     thresholds = {label: class_choice(candidates[label], max_latency_s).values[:2] for label in labels}
     t0 = time.perf_counter()
     for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
-        consider({label: (*thresholds[label], min_on, min_off, 0.0) for label in labels})
+        consider({label: (*thresholds[label], min_on, min_off) for label in labels})
     log.info("stage 2 (durations): %d settings, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S), time.perf_counter() - t0)
 
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
@@ -338,17 +361,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     by_class = {label: class_choice(candidates[label], max_latency_s) for label in tuned}
     choice = by_class if objective == "class" else joint_choice(
         {label: candidates[label] for label in tuned}, by_class, n_ref, max_latency_s)
+    placed = place_offsets(split, runs, labels, timing, choice)
     t0 = time.perf_counter()
-    leading: dict[str, list[Candidate]] = {label: [] for label in tuned}
-    for dominance in GRID_DOMINANCE:
-        setting = {label: (*choice[label].values[:4], dominance) if label in choice else (1.0, 1.0, 0.0, 0.0, 0.0)
-                   for label in labels}
-        for label, cand in _score(split, runs, labels, timing, setting).items():
-            if label in leading:
-                leading[label].append(cand)
-    with_dominance = joint_choice(leading, {label: cands[0] for label, cands in leading.items()}, n_ref, max_latency_s)
-    log.info("stage 3 (dominance): %d settings, %.0f s", len(GRID_DOMINANCE), time.perf_counter() - t0)
-    final = place_offsets(split, runs, labels, timing, with_dominance)
+    final = hold_back(split, runs, labels, timing, placed, n_ref, max_latency_s)
+    log.info("dominance: %d settings, %.0f s", len(GRID_DOMINANCE), time.perf_counter() - t0)
     chosen, report = {f: [] for f in FIELDS}, {}
     for k, label in enumerate(labels):
         c = final.get(label)
@@ -360,7 +376,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                          "within_budget": bool(c and c.eligible(max_latency_s)), "n_ref": n_ref[label],
                          "tuned": c is not None}
     summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref),
-               "choice_micro_f1": micro_f1(choice, n_ref), "dominance_micro_f1": micro_f1(with_dominance, n_ref),
+               "choice_micro_f1": micro_f1(choice, n_ref), "placed_micro_f1": micro_f1(placed, n_ref),
                "micro_f1": micro_f1(final, n_ref)}
     return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report, summary
 
@@ -415,8 +431,8 @@ def run(args) -> int:
                                      max_latency_s=args.max_latency, objective=args.objective)
     print(format_choice(info.labels, params, report))
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.3f} with the {summary['objective']} objective, "
-          f"dominance and offsets placed ({summary['dominance_micro_f1']:.3f} before offsets, "
-          f"{summary['choice_micro_f1']:.3f} before dominance; {summary['class_micro_f1']:.3f} with each "
+          f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "
+          f"{summary['choice_micro_f1']:.3f} before offsets; {summary['class_micro_f1']:.3f} with each "
           "class's own best)")
     if args.dry_run:
         return 0

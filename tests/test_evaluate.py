@@ -337,7 +337,7 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     """Four bird events and four dog events. The dog's probability also reaches 0.6 during
     every bird event, while the bird's is 0.9 there; on the dog's own events the dog leads.
     Thresholds alone cannot separate the two (the dog's own events score 0.6 too), so
-    without dominance the dog has four false events; stage 3 takes a dominance that holds
+    without dominance the dog has four false events; the tuner takes a dominance that holds
     them back, and the micro F1 reaches 1."""
     timing = FrameTiming.of_frontend(FrontendParams())
     duration = 40.0
@@ -345,8 +345,7 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
     p = np.full((len(centres), 2), 0.01, np.float32)
     for a, b in birds:
-        inside = (centres >= a) & (centres < b)
-        p[inside] = (0.6, 0.9)
+        p[(centres >= a) & (centres < b)] = (0.6, 0.9)
     for a, b in dogs:
         p[(centres >= a) & (centres < b), 0] = 0.6
     reference = sorted([RefEvent(a, b, "bird") for a, b in birds] + [RefEvent(a, b, "dog") for a, b in dogs],
@@ -357,7 +356,7 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     fallback = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
     params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback)
     assert params.dominance[0] > 0.6 / 0.9 and summary["micro_f1"] == pytest.approx(1.0)
-    assert summary["choice_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before stage 3: 4 false dogs
+    assert summary["placed_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before dominance: 4 false dogs
     assert report["dog"]["event_f1"] == pytest.approx(1.0)
     without = replace(params, dominance=(0.0, params.dominance[1]))
     dets = smooth(p, ["dog", "bird"], without, timing, duration, logmel)
