@@ -363,17 +363,14 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     assert sum(d.label == "dog" for d in dets) == 8
 
 
-@pytest.mark.parametrize("n_birds", [6, 1])
-def test_tune_holds_the_latency_budget_over_all_events_when_it_holds_a_class_back(n_birds):
+def test_tune_does_not_hold_a_class_back_past_the_latency_budget():
     """As above, but on each of four dog events the bird leads for the first 0.5 s, so a dog
-    held back is decided about 0.6 s late, over the 0.25 s budget. With six well-timed bird
-    events the median over all ten matched events stays within the budget and the dog is held
-    back; with one bird event the median would not, so each class must keep the budget on
-    its own and the dog is not held back."""
+    held back would be decided about 0.6 s late, over the 0.25 s budget: the dog is not held
+    back, although that would remove its false events on the six bird events."""
     timing = FrameTiming.of_frontend(FrontendParams())
-    birds = [(2.0 + 8 * i, 4.0 + 8 * i) for i in range(n_birds)]
+    birds = [(2.0 + 8 * i, 4.0 + 8 * i) for i in range(6)]
     dogs = [(6.0 + 8 * i, 8.0 + 8 * i) for i in range(4)]
-    duration = 8.0 * max(n_birds, 4) + 4.0
+    duration = 52.0
     centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
     p = np.full((len(centres), 2), 0.01, np.float32)
     for a, b in birds:
@@ -387,11 +384,10 @@ def test_tune_holds_the_latency_budget_over_all_events_when_it_holds_a_class_bac
     runs = {"a.wav": FileRun(p, np.full((len(centres), 64), -12.0, np.float32), [], duration)}
     fallback = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
     params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback)
-    if n_birds == 6:
-        assert params.dominance[0] > 0.6 / 0.9
-        assert report["dog"]["latency_s"] > 0.25 and not report["dog"]["within_budget"]
-    else:
-        assert params.dominance[0] < 0.6 / 0.9 and report["dog"]["within_budget"]
+    assert params.dominance[0] < 0.6 / 0.9 and report["dog"]["within_budget"]
+    # with a budget the wait fits in, it is held back
+    params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback, max_latency_s=1.0)
+    assert params.dominance[0] > 0.6 / 0.9 and report["dog"]["latency_s"] > 0.5
 
 
 def test_joint_choice_keeps_a_poorly_recognised_class_conservative():
