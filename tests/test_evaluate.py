@@ -333,60 +333,57 @@ def test_tune_places_offsets_by_the_sound_where_the_probability_outlasts_it_by_v
     assert sed_scores(split, {"a.wav": dets}, ["dog"])["event"]["micro_f1"] <= 0.5
 
 
-def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
-    """Four bird events and four dog events. The dog's probability also reaches 0.6 during
-    every bird event, while the bird's is 0.9 there; on the dog's own events the dog leads.
-    Thresholds alone cannot separate the two (the dog's own events score 0.6 too), so
-    without dominance the dog has four false events; the tuner takes a dominance that holds
-    them back, and the micro F1 reaches 1."""
+def confused_dog(n_birds: int, bird_leads_dog_s: float = 0.0):
+    """Bird events (2 s, every 8 s from 2 s) during which the dog's probability is 0.6 and the
+    bird's 0.9, and four dog events (2 s, every 8 s from 6 s) with the dog at 0.6, where the
+    bird leads with 0.9 for the first ``bird_leads_dog_s``. Returns the split, the runs, the
+    probabilities [T, 2] (dog, bird) and the log-mel frames."""
     timing = FrameTiming.of_frontend(FrontendParams())
-    duration = 40.0
-    birds, dogs = [(2.0, 4.0), (10.0, 12.0), (18.0, 20.0), (26.0, 28.0)], [(6.0, 8.0), (14.0, 16.0), (22.0, 24.0), (32.0, 34.0)]
+    birds = [(2.0 + 8 * i, 4.0 + 8 * i) for i in range(n_birds)]
+    dogs = [(6.0 + 8 * i, 8.0 + 8 * i) for i in range(4)]
+    duration = 8.0 * max(n_birds, 4) + 4.0
     centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
     p = np.full((len(centres), 2), 0.01, np.float32)
     for a, b in birds:
         p[(centres >= a) & (centres < b)] = (0.6, 0.9)
     for a, b in dogs:
         p[(centres >= a) & (centres < b), 0] = 0.6
+        p[(centres >= a) & (centres < a + bird_leads_dog_s), 1] = 0.9
     reference = sorted([RefEvent(a, b, "bird") for a, b in birds] + [RefEvent(a, b, "dog") for a, b in dogs],
                        key=lambda e: e.onset)
-    split = split_of({"a.wav": reference}, {"a.wav": duration})
     logmel = np.full((len(centres), 64), -12.0, np.float32)
-    runs = {"a.wav": FileRun(p, logmel, [], duration)}
-    fallback = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
-    params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback)
+    return split_of({"a.wav": reference}, {"a.wav": duration}), {"a.wav": FileRun(p, logmel, [], duration)}, p, logmel
+
+
+TWO_CLASS_FALLBACK = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
+
+
+def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
+    """The dog also reaches 0.6 on every bird event (:func:`confused_dog`). Thresholds alone
+    cannot separate the two (the dog's own events score 0.6 too), so without dominance the
+    dog has four false events; the tuner takes a dominance that holds them back, and the
+    micro F1 reaches 1."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    split, runs, p, logmel = confused_dog(4)
+    params, report, summary = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK)
     assert params.dominance[0] > 0.6 / 0.9 and summary["micro_f1"] == pytest.approx(1.0)
     assert summary["placed_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before dominance: 4 false dogs
     assert report["dog"]["event_f1"] == pytest.approx(1.0)
     without = replace(params, dominance=(0.0, params.dominance[1]))
-    dets = smooth(p, ["dog", "bird"], without, timing, duration, logmel)
+    dets = smooth(p, ["dog", "bird"], without, timing, runs["a.wav"].t_end, logmel)
     assert sum(d.label == "dog" for d in dets) == 8
 
 
 def test_tune_does_not_hold_a_class_back_past_the_latency_budget():
-    """As above, but on each of four dog events the bird leads for the first 0.5 s, so a dog
-    held back would be decided about 0.6 s late, over the 0.25 s budget: the dog is not held
-    back, although that would remove its false events on the six bird events."""
+    """As above, but on each dog event the bird leads for the first 0.5 s, so a dog held back
+    would be decided about 0.6 s late, over the 0.25 s budget: the dog is not held back,
+    although that would remove its false events on the six bird events."""
     timing = FrameTiming.of_frontend(FrontendParams())
-    birds = [(2.0 + 8 * i, 4.0 + 8 * i) for i in range(6)]
-    dogs = [(6.0 + 8 * i, 8.0 + 8 * i) for i in range(4)]
-    duration = 52.0
-    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
-    p = np.full((len(centres), 2), 0.01, np.float32)
-    for a, b in birds:
-        p[(centres >= a) & (centres < b)] = (0.6, 0.9)
-    for a, b in dogs:
-        p[(centres >= a) & (centres < b), 0] = 0.6
-        p[(centres >= a) & (centres < a + 0.5), 1] = 0.9
-    reference = sorted([RefEvent(a, b, "bird") for a, b in birds] + [RefEvent(a, b, "dog") for a, b in dogs],
-                       key=lambda e: e.onset)
-    split = split_of({"a.wav": reference}, {"a.wav": duration})
-    runs = {"a.wav": FileRun(p, np.full((len(centres), 64), -12.0, np.float32), [], duration)}
-    fallback = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
-    params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback)
+    split, runs, _, _ = confused_dog(6, bird_leads_dog_s=0.5)
+    params, report, _ = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK)
     assert params.dominance[0] < 0.6 / 0.9 and report["dog"]["within_budget"]
     # with a budget the wait fits in, it is held back
-    params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback, max_latency_s=1.0)
+    params, report, _ = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK, max_latency_s=1.0)
     assert params.dominance[0] > 0.6 / 0.9 and report["dog"]["latency_s"] > 0.5
 
 
