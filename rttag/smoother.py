@@ -18,12 +18,13 @@ to :meth:`Smoother.update`, the background spectrum is taken when the event's ca
 begins (its probability first reaches ``on_threshold``) — the per-bin median (dB) over the
 :data:`EXCESS_BACKGROUND_S` before its back-dated onset — and each frame of the event gets
 an *excess*: the mean over mel bins of how far the frame rises above that background (dB,
-negative parts counted as 0), averaged over the last :data:`EXCESS_SMOOTH_FRAMES` frames. The
-``off``'s ``t`` is then the end of the last frame whose excess exceeded ``offset_excess_db``, plus :data:`EXCESS_HANGOVER_S`, never later than
-the offset the probability alone gives (``offset_lag_s`` is then not applied) and never
-before the ``on``. ``at`` is untouched: the decision still waits for the probability. Where
-there is too little history before the onset (under :data:`EXCESS_MIN_BACKGROUND_S`, at a
-stream's start) or no frame rose above the threshold, ``offset_lag_s`` applies as usual.
+negative parts counted as 0), averaged over the last :data:`EXCESS_SMOOTH_FRAMES` frames.
+The ``off``'s ``t`` is then the end of the last frame whose excess exceeded
+``offset_excess_db``, plus :data:`EXCESS_HANGOVER_S`, never later than the offset the
+probability alone gives (``offset_lag_s`` is then not applied) and never before the ``on``.
+``at`` is untouched: the decision still waits for the probability. Where there is too little
+history before the onset (under :data:`EXCESS_MIN_BACKGROUND_S`, at a stream's start) or no
+frame rose above the threshold, ``offset_lag_s`` applies as usual.
 
 Dominance (``dominance`` > 0 for a class, 0 = off): a tagger trained on few sources often
 answers a sound it has not heard with several classes at once, and most of its false events
