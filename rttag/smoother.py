@@ -126,6 +126,7 @@ class Smoother:
         self._min_off = [int(round(s / hop_s)) for s in params.min_off_s]
         self._excess = np.asarray(params.offset_excess_db)
         self._dominance = np.asarray(params.dominance)
+        self._uses_dominance = bool(self._dominance.any())
         self._uses_frames = bool(self._excess.any())
         self._bg_frames = int(round(EXCESS_BACKGROUND_S / hop_s))
         self._history_len = self._bg_frames + int(round(EXCESS_MAX_ONSET_LAG_S / hop_s)) + 2
@@ -178,7 +179,7 @@ class Smoother:
             at = self.ready0_s + i * self.hop_s
             above_on = row >= self._on
             above_off = row >= self._off
-            lead, first, second = self._leaders(row)
+            lead, first, second = self._leaders(row) if self._uses_dominance else (-1, 0.0, 0.0)
             for k in np.flatnonzero(above_on | above_off | (np.asarray(self._phase) != _IDLE)):
                 rival = second if k == lead else first
                 yield from self._step(int(k), float(row[k]), rival, bool(above_on[k]), bool(above_off[k]), i, at)

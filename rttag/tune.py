@@ -225,6 +225,14 @@ def _with(values: tuple, field: str, value: float) -> tuple:
     return (*values[:at], value, *values[at + 1:])
 
 
+def _rescored(cand: Candidate, values: tuple, scores: dict, label: str, **changes) -> Candidate:
+    """``cand`` with new ``values`` and the event / segment F1 and counts ``scores`` (from
+    :func:`rttag.evaluate.sed_scores`) give ``label``; ``changes``: further fields."""
+    ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
+    return replace(cand, values=values, event_f1=ev["f1"] or 0.0, segment_f1=seg["f1"] or 0.0, n_tp=ev["n_tp"],
+                   n_sys=ev["n_sys"], **changes)
+
+
 def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            values_by_label: dict[str, tuple], with_offsets: bool = False) -> dict[str, Candidate]:
     """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
@@ -303,12 +311,8 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
     if any(best.values()):
         dets, _ = hits_with(best)
     scores = sed_scores(split, dets, labels)
-    out = {}
-    for label in choice:
-        ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-        out[label] = replace(scored[label], values=_with(scored[label].values, "offset_excess_db", best[label]),
-                             event_f1=ev["f1"] or 0.0, segment_f1=seg["f1"] or 0.0, n_tp=ev["n_tp"], n_sys=ev["n_sys"])
-    return out
+    return {label: _rescored(scored[label], _with(scored[label].values, "offset_excess_db", best[label]), scores, label)
+            for label in choice}
 
 
 def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, placed: dict[str, Candidate],
@@ -318,19 +322,16 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
     docstring) among the settings within the latency budget, as in the other stages; classes
     without events stay silent meanwhile, as in :func:`place_offsets`."""
     silent = (1.0, 1.0, *(0.0,) * (len(FIELDS) - 2))
-    pool: dict[str, list[Candidate]] = {label: [] for label in placed}
-    for dominance in GRID_DOMINANCE:
+    pool = {label: [cand] for label, cand in placed.items()}  # dominance 0: as placed, already scored
+    for dominance in (d for d in GRID_DOMINANCE if d > 0):
         rows = {label: _with(placed[label].values if label in placed else silent, "dominance", dominance)
                 for label in labels}
         params = _params(rows, labels)
         dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
         scores, latency = sed_scores(split, dets, labels), decision_latencies(split, dets, labels)
         for label in pool:
-            ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
-            pool[label].append(replace(placed[label], values=rows[label], event_f1=ev["f1"] or 0.0,
-                                       segment_f1=seg["f1"] or 0.0, latency_s=latency[label], n_tp=ev["n_tp"],
-                                       n_sys=ev["n_sys"]))
-    return joint_choice(pool, {label: cands[0] for label, cands in pool.items()}, n_ref, max_latency_s)
+            pool[label].append(_rescored(placed[label], rows[label], scores, label, latency_s=latency[label]))
+    return joint_choice(pool, placed, n_ref, max_latency_s)
 
 
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,

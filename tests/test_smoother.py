@@ -133,9 +133,10 @@ def two_class_run(dog, bird, dominance, min_on=0.0, lag=0.0, excess_db=0.0, fram
                             (excess_db,) * n, (dominance,) * n)
     sm = Smoother(["dog", "bird"], params, "s", hop_s=HOP, centre0_s=0.016, ready0_s=0.032)
     probs = np.stack([dog, bird], axis=1).astype(np.float32)
-    parts = (zip(np.array_split(probs, split), np.array_split(frames, split)) if split and frames is not None
-             else [(p, None) for p in np.array_split(probs, split)] if split else [(probs, frames)])
-    return [e for p, f in parts for e in sm.update(p, f)] + list(sm.close(0.032 + (len(probs) - 1) * HOP))
+    n_parts = split or 1
+    frame_parts = np.array_split(frames, n_parts) if frames is not None else [None] * n_parts
+    events = [e for p, f in zip(np.array_split(probs, n_parts), frame_parts) for e in sm.update(p, f)]
+    return events + list(sm.close(0.032 + (len(probs) - 1) * HOP))
 
 
 def test_dominance_holds_an_on_until_the_class_leads_and_keeps_its_onset():
