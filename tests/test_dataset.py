@@ -168,3 +168,54 @@ def test_extra_source_that_would_change_validation_or_test_is_refused(row, why):
               Source("0ad-data", "x.ogg", "music", "train", "GPL", 1.0)]
     with pytest.raises(SourceError, match=why):
         check_extra([Source(*row)], vetted, {"dog", "music", "speech"})
+
+
+DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Source: https://example.org/game
+
+Files: *
+Copyright: 2001-2014 Main Author
+License: GPL-2+
+
+Files: data/mods/apoc/*
+       data/extra/bark.ogg
+Copyright: Mod Team
+ 2009, Second Person
+License: CC-BY-SA-3.0
+
+Files: debian/*
+Copyright: 2020 Packager
+License: GPL-2+
+"""
+
+
+def _copyright_file(cache, package, text):
+    doc = cache / "pkgs" / package / "usr" / "share" / "doc" / package
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(text)
+
+
+def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_path):
+    """DEP-5: the last stanza whose source-tree pattern matches a trailing part of the installed
+    path wins; a free-form copyright file gives no holders (it names code and data alike)."""
+    from rttag.dataset.build import write_attribution
+    from rttag.dataset.sources import copyright_lines
+    _copyright_file(tmp_path, "game-data", DEP5)
+    _copyright_file(tmp_path, "old-data", "Copyright 1986 Library Author\nCopyright 2003 Game Author\n")
+    mod, main = "usr/share/games/game/data/mods/apoc/wav/dog.wav", "usr/share/games/game/sounds/door.wav"
+    assert copyright_lines("game-data", tmp_path, mod) == ["Mod Team", "2009, Second Person"]
+    assert copyright_lines("game-data", tmp_path, "usr/share/games/game/data/extra/bark.ogg") == [
+        "Mod Team", "2009, Second Person"]
+    assert copyright_lines("game-data", tmp_path, main) == ["2001-2014 Main Author"]
+    assert copyright_lines("game-data", tmp_path) == ["2001-2014 Main Author"]
+    assert copyright_lines("old-data", tmp_path, "usr/share/old/knock.wav") == []
+    assert copyright_lines("missing", tmp_path, main) == []
+
+    used = {("game-data", mod), ("game-data", main), ("old-data", "usr/share/old/knock.wav")}
+    licences = {("game-data", mod): "CC-BY-SA-3.0", ("game-data", main): "GPL-2+",
+                ("old-data", "usr/share/old/knock.wav"): "GPL"}
+    write_attribution(tmp_path, used, licences, tmp_path)
+    text = (tmp_path / "ATTRIBUTION.md").read_text()
+    assert (f"Copyright: Mod Team; 2009, Second Person\n\n- `{mod}` — CC-BY-SA-3.0" in text
+            and f"Copyright: 2001-2014 Main Author\n\n- `{main}` — GPL-2+" in text
+            and "Copyright: see the package's copyright file\n\n- `usr/share/old/knock.wav` — GPL" in text)

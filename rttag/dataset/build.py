@@ -5,7 +5,7 @@ Output (``--out``, default ``data/``)::
     audio/{train,validation,test}/<split>_NNNNN.wav   16 kHz mono PCM16 soundscapes
     metadata/{train,validation,test}.tsv               filename onset offset event_label (s)
     manifest.json                                      per clip: sources used; per split: packages per label
-    ATTRIBUTION.md                                     every source file used, with package licence and copyright
+    ATTRIBUTION.md                                     every source file used, with its licence and copyright holders
 
 Deterministic for a given ``--seed`` and source list; a second run reuses the package and
 decode cache (``--cache``, default ``~/.cache/rttag``).
@@ -139,9 +139,12 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
              "rttag's vetted source list; see each package's /usr/share/doc/PACKAGE/copyright.", ""]
     generated = by_pkg.pop(synth.PACKAGE, [])
     for pkg, paths in by_pkg.items():
-        holders = "; ".join(copyright_lines(pkg, cache)) or "see the package's copyright file"
-        lines += [f"## {pkg}", "", f"Copyright: {holders}", ""]
-        lines += [f"- `{p}` — {licences[(pkg, p)]}" for p in paths] + [""]
+        by_holders = defaultdict(list)  # the copyright file's stanza for each file
+        for p in paths:
+            by_holders["; ".join(copyright_lines(pkg, cache, p)) or "see the package's copyright file"].append(p)
+        lines += [f"## {pkg}", ""]
+        for holders, held in by_holders.items():
+            lines += [f"Copyright: {holders}", ""] + [f"- `{p}` — {licences[(pkg, p)]}" for p in held] + [""]
     if generated:
         counts = defaultdict(int)
         for path in generated:

@@ -10,6 +10,8 @@ the package, a member of a zip archive (``A.zip!member``) or of a Qt resource fi
 from __future__ import annotations
 
 import csv
+import fnmatch
+import functools
 import hashlib
 import io
 import shutil
@@ -183,13 +185,14 @@ def load_decoded(args: tuple[Source, Path]) -> tuple[str, np.ndarray | None, str
     return src.key, y, ""
 
 
-def copyright_lines(package: str, cache: Path, limit: int = 3) -> list[str]:
-    """Copyright holders of the package's main ``Files: *`` stanza (DEP-5 debian/copyright),
-    at most ``limit``; empty when the file has no such stanza."""
-    path = cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright"
-    if not path.is_file():
-        return []
-    for stanza in path.read_text(errors="replace").split("\n\n"):
+@functools.lru_cache(maxsize=64)
+def _dep5_stanzas(doc: Path) -> tuple[dict, ...]:
+    """The stanzas with a ``Files`` field of a DEP-5 copyright file, each ``{field: [lines]}``
+    (none when the file is missing or not DEP-5); read once per file."""
+    if not doc.is_file():
+        return ()
+    stanzas = []
+    for stanza in doc.read_text(errors="replace").split("\n\n"):
         fields, key = {}, None
         for line in stanza.splitlines():
             if line[:1] in (" ", "\t") and key:
@@ -197,6 +200,28 @@ def copyright_lines(package: str, cache: Path, limit: int = 3) -> list[str]:
             elif ":" in line:
                 key, value = line.split(":", 1)
                 fields[key] = [value.strip()]
-        if fields.get("Files", [""])[0] == "*":
-            return [h for h in fields.get("Copyright", []) if h and h != "."][:limit]
-    return []
+        if "Files" in fields:
+            stanzas.append(fields)
+    return tuple(stanzas)
+
+
+def copyright_lines(package: str, cache: Path, path: str | None = None, limit: int = 3) -> list[str]:
+    """Copyright holders, at most ``limit``, from the package's ``/usr/share/doc/PKG/copyright``.
+
+    With ``path`` (the file's path in the package as in the source lists, ``usr/share/...``; a
+    ``!member`` suffix is ignored): the last DEP-5 stanza whose ``Files:`` patterns match it,
+    as DEP-5 reads them (the patterns name the source tree, so a pattern matches when a trailing
+    part of the installed path does, ``*`` crossing ``/``). Without ``path``: the general
+    ``Files: *`` stanza. Empty when nothing matches, and for a copyright file that is not DEP-5
+    (free-form files name holders of code and data alike, so none is picked from them)."""
+    stanzas = _dep5_stanzas(cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright")
+    parts = path.split("!")[0].split("/") if path else None
+
+    def matches(fields: dict) -> bool:
+        patterns = " ".join(fields["Files"]).split()
+        if parts is None:
+            return patterns == ["*"]
+        return any(fnmatch.fnmatchcase("/".join(parts[i:]), pat) for pat in patterns for i in range(len(parts)))
+
+    chosen = [fields for fields in stanzas if matches(fields)]
+    return [h for h in chosen[-1].get("Copyright", []) if h and h != "."][:limit] if chosen else []
