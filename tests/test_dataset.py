@@ -183,6 +183,10 @@ Copyright: Mod Team
  2009, Second Person
 License: CC-BY-SA-3.0
 
+Files: top/mods/doors/sounds/*
+Copyright: Door Maker
+License: CC0-1.0
+
 Files: debian/*
 Copyright: 2020 Packager
 License: GPL-2+
@@ -197,7 +201,8 @@ def _copyright_file(cache, package, text):
 
 def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_path):
     """DEP-5: the last stanza whose source-tree pattern matches a trailing part of the installed
-    path wins; a free-form copyright file gives no holders (it names code and data alike)."""
+    path (or, with its top directory renamed, the pattern without it) wins, and its licence is
+    named where the list's differs; a free-form copyright file gives no holders."""
     from rttag.dataset.build import write_attribution
     from rttag.dataset.sources import copyright_lines
     _copyright_file(tmp_path, "game-data", DEP5)
@@ -211,11 +216,15 @@ def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_p
     assert copyright_lines("old-data", tmp_path, "usr/share/old/knock.wav") == []
     assert copyright_lines("missing", tmp_path, main) == []
 
-    used = {("game-data", mod), ("game-data", main), ("old-data", "usr/share/old/knock.wav")}
-    licences = {("game-data", mod): "CC-BY-SA-3.0", ("game-data", main): "GPL-2+",
+    renamed = "usr/share/games/game/game_top/mods/doors/sounds/knock.ogg"  # source tree: top/mods/doors/...
+    assert copyright_lines("game-data", tmp_path, renamed) == ["Door Maker"]
+
+    used = {("game-data", mod), ("game-data", main), ("game-data", renamed), ("old-data", "usr/share/old/knock.wav")}
+    licences = {("game-data", mod): "GPL-2+", ("game-data", main): "GPL-2", ("game-data", renamed): "CC0-1.0",
                 ("old-data", "usr/share/old/knock.wav"): "GPL"}
     write_attribution(tmp_path, used, licences, tmp_path)
     text = (tmp_path / "ATTRIBUTION.md").read_text()
-    assert (f"Copyright: Mod Team; 2009, Second Person\n\n- `{mod}` — CC-BY-SA-3.0" in text
-            and f"Copyright: 2001-2014 Main Author\n\n- `{main}` — GPL-2+" in text
-            and "Copyright: see the package's copyright file\n\n- `usr/share/old/knock.wav` — GPL" in text)
+    assert (f"Copyright: Mod Team; 2009, Second Person\n\n- `{mod}` — GPL-2+ (its copyright stanza: CC-BY-SA-3.0)"
+            in text and f"Copyright: 2001-2014 Main Author\n\n- `{main}` — GPL-2\n" in text
+            and f"Copyright: Door Maker\n\n- `{renamed}` — CC0-1.0\n" in text
+            and "Copyright: see the package's copyright file\n\n- `usr/share/old/knock.wav` — GPL\n" in text)

@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
-from .sources import (Source, copyright_lines, default_extra_sources_tsv, default_sources_tsv, fetch_and_unpack,
-                      load_decoded, read_sources)
+from .sources import (Source, copyright_lines, copyright_stanza, default_extra_sources_tsv, default_sources_tsv,
+                      fetch_and_unpack, load_decoded, read_sources)
 from .splits import SPLITS, VALIDATION_PACKAGES, assign, check_extra
 from . import synth
 
@@ -130,21 +130,34 @@ def summary(rows: list, split: str) -> dict:
     return {k: {"events": v["events"], "minutes": round(v["minutes"], 2)} for k, v in sorted(out.items())}
 
 
+def _licence_key(name: str) -> str:
+    """A licence name compared loosely: ``GPL-2.0+`` and ``GPL-2`` give the same key."""
+    return name.lower().replace(".0", "").replace("+", "")
+
+
 def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None:
+    """``out/ATTRIBUTION.md``: per package, the files of ``used`` ({(package, path)}) grouped by
+    the holders of the copyright stanza that covers each, with the licence of the source lists
+    (``licences``) and the stanza's own where it names another."""
     by_pkg = defaultdict(list)
     for pkg, path in sorted(used):
         by_pkg[pkg].append(path)
     lines = ["# Attribution", "", "The soundscapes in this folder mix the following recordings, taken from Debian",
              "packages (fetched at build time, not redistributed by rttag). Licences as listed in",
-             "rttag's vetted source list; see each package's /usr/share/doc/PACKAGE/copyright.", ""]
+             "rttag's source lists, followed by the licence of the file's stanza in the package's",
+             "/usr/share/doc/PACKAGE/copyright where that names another; see that file for the texts.", ""]
     generated = by_pkg.pop(synth.PACKAGE, [])
     for pkg, paths in by_pkg.items():
         by_holders = defaultdict(list)  # the copyright file's stanza for each file
         for p in paths:
-            by_holders["; ".join(copyright_lines(pkg, cache, p)) or "see the package's copyright file"].append(p)
+            licence, stated = licences[(pkg, p)], copyright_stanza(pkg, cache, p).get("License", [""])[0]
+            if stated and _licence_key(stated) not in _licence_key(licence):
+                licence += f" (its copyright stanza: {stated})"
+            holders = "; ".join(copyright_lines(pkg, cache, p)) or "see the package's copyright file"
+            by_holders[holders].append(f"- `{p}` — {licence}")
         lines += [f"## {pkg}", ""]
         for holders, held in by_holders.items():
-            lines += [f"Copyright: {holders}", ""] + [f"- `{p}` — {licences[(pkg, p)]}" for p in held] + [""]
+            lines += [f"Copyright: {holders}", ""] + held + [""]
     if generated:
         counts = defaultdict(int)
         for path in generated:

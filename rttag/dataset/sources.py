@@ -205,15 +205,17 @@ def _dep5_stanzas(doc: Path) -> tuple[dict, ...]:
     return tuple(stanzas)
 
 
-def copyright_lines(package: str, cache: Path, path: str | None = None, limit: int = 3) -> list[str]:
-    """Copyright holders, at most ``limit``, from the package's ``/usr/share/doc/PKG/copyright``.
+def copyright_stanza(package: str, cache: Path, path: str | None = None) -> dict[str, list[str]]:
+    """The stanza of the package's DEP-5 ``/usr/share/doc/PKG/copyright`` that covers a file,
+    ``{field: [lines]}``; ``{}`` when none does or the file is not DEP-5 (free-form files name
+    holders of code and data alike, so nothing is picked from them).
 
     With ``path`` (the file's path in the package as in the source lists, ``usr/share/...``; a
-    ``!member`` suffix is ignored): the last DEP-5 stanza whose ``Files:`` patterns match it,
-    as DEP-5 reads them (the patterns name the source tree, so a pattern matches when a trailing
-    part of the installed path does, ``*`` crossing ``/``). Without ``path``: the general
-    ``Files: *`` stanza. Empty when nothing matches, and for a copyright file that is not DEP-5
-    (free-form files name holders of code and data alike, so none is picked from them)."""
+    ``!member`` suffix is ignored): the last stanza whose ``Files:`` patterns match it, as DEP-5
+    reads them (the patterns name the source tree, so a pattern matches when a trailing part of
+    the installed path does, ``*`` crossing ``/``; a pattern of three or more parts also matches
+    without its top directory, which packages often rename). Without ``path``: the general
+    ``Files: *`` stanza."""
     stanzas = _dep5_stanzas(cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright")
     parts = path.split("!")[0].split("/") if path else None
 
@@ -221,7 +223,14 @@ def copyright_lines(package: str, cache: Path, path: str | None = None, limit: i
         patterns = " ".join(fields["Files"]).split()
         if parts is None:
             return patterns == ["*"]
+        # a top directory renamed at install (mtg/mods/... → .../minetest_game/mods/...)
+        patterns += [pat.split("/", 1)[1] for pat in patterns if pat.count("/") >= 2]
         return any(fnmatch.fnmatchcase("/".join(parts[i:]), pat) for pat in patterns for i in range(len(parts)))
 
     chosen = [fields for fields in stanzas if matches(fields)]
-    return [h for h in chosen[-1].get("Copyright", []) if h and h != "."][:limit] if chosen else []
+    return chosen[-1] if chosen else {}
+
+
+def copyright_lines(package: str, cache: Path, path: str | None = None, limit: int = 3) -> list[str]:
+    """The copyright holders, at most ``limit``, of :func:`copyright_stanza` (empty without one)."""
+    return [h for h in copyright_stanza(package, cache, path).get("Copyright", []) if h and h != "."][:limit]
