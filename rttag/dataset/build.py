@@ -148,7 +148,7 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
              "/usr/share/doc/PACKAGE/copyright where that names another; see that file for the texts.", ""]
     generated = by_pkg.pop(synth.PACKAGE, [])
     for pkg, paths in by_pkg.items():
-        by_holders = defaultdict(list)  # the copyright file's stanza for each file
+        by_holders = defaultdict(list)  # "- `path` — licence" lines, by the holders of their stanza
         for p in paths:
             licence, stated = licences[(pkg, p)], copyright_stanza(pkg, cache, p).get("License", [""])[0]
             if stated and _licence_key(stated) not in _licence_key(licence):
