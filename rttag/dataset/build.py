@@ -138,7 +138,7 @@ def _licence_key(name: str) -> str:
 def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None:
     """``out/ATTRIBUTION.md``: per package, the files of ``used`` ({(package, path)}) grouped by
     the holders of the copyright stanza that covers each, with the licence of the source lists
-    (``licences``) and the stanza's own where it names another."""
+    (``licences``) and the stanza's own where a stanza for specific files names another."""
     by_pkg = defaultdict(list)
     for pkg, path in sorted(used):
         by_pkg[pkg].append(path)
@@ -150,7 +150,10 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
     for pkg, paths in by_pkg.items():
         by_holders = defaultdict(list)  # "- `path` — licence" lines, by the holders of their stanza
         for p in paths:
-            licence, stated = licences[(pkg, p)], copyright_stanza(pkg, cache, p).get("License", [""])[0]
+            licence, stanza = licences[(pkg, p)], copyright_stanza(pkg, cache, p)
+            # only a stanza for specific files is trusted to contradict the list: a renamed
+            # data directory can hide the one that covers the file behind the general ``*``
+            stated = stanza.get("License", [""])[0] if stanza.get("Files") != ["*"] else ""
             if stated and _licence_key(stated) not in _licence_key(licence):
                 licence += f" (its copyright stanza: {stated})"
             holders = "; ".join(copyright_lines(pkg, cache, p)) or "see the package's copyright file"
