@@ -144,8 +144,9 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
         by_pkg[pkg].append(path)
     lines = ["# Attribution", "", "The soundscapes in this folder mix the following recordings, taken from Debian",
              "packages (fetched at build time, not redistributed by rttag). Licences as listed in",
-             "rttag's source lists, followed by the licence of the file's stanza in the package's",
-             "/usr/share/doc/PACKAGE/copyright where that names another; see that file for the texts.", ""]
+             "rttag's source lists, followed in brackets by the licence of the file's own stanza in the",
+             "package's /usr/share/doc/PACKAGE/copyright where that names another; see that file for the",
+             "texts and the credits in full.", ""]
     generated = by_pkg.pop(synth.PACKAGE, [])
     for pkg, paths in by_pkg.items():
         by_holders = defaultdict(list)  # "- `path` — licence" lines, by the holders of their stanza
