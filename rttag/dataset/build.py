@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
-from .sources import (Source, copyright_lines, copyright_stanza, default_extra_sources_tsv, default_sources_tsv,
-                      fetch_and_unpack, load_decoded, read_sources)
+from .sources import (Source, copyright_stanza, default_extra_sources_tsv, default_sources_tsv, fetch_and_unpack,
+                      load_decoded, read_sources, stanza_holders)
 from .splits import SPLITS, VALIDATION_PACKAGES, assign, check_extra
 from . import synth
 
@@ -157,7 +157,7 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
             stated = stanza.get("License", [""])[0] if stanza.get("Files") != ["*"] else ""
             if stated and _licence_key(stated) not in _licence_key(licence):
                 licence += f" (its copyright stanza: {stated})"
-            holders = "; ".join(copyright_lines(pkg, cache, p)) or "see the package's copyright file"
+            holders = "; ".join(stanza_holders(stanza)) or "see the package's copyright file"
             by_holders[holders].append(f"- `{p}` — {licence}")
         lines += [f"## {pkg}", ""]
         for holders, held in by_holders.items():

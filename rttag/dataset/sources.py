@@ -231,6 +231,11 @@ def copyright_stanza(package: str, cache: Path, path: str | None = None) -> dict
     return chosen[-1] if chosen else {}
 
 
+def stanza_holders(stanza: dict[str, list[str]], limit: int = 3) -> list[str]:
+    """The copyright holders of a :func:`copyright_stanza`, at most ``limit`` (empty for ``{}``)."""
+    return [h for h in stanza.get("Copyright", []) if h and h != "."][:limit]
+
+
 def copyright_lines(package: str, cache: Path, path: str | None = None, limit: int = 3) -> list[str]:
     """The copyright holders, at most ``limit``, of :func:`copyright_stanza` (empty without one)."""
-    return [h for h in copyright_stanza(package, cache, path).get("Copyright", []) if h and h != "."][:limit]
+    return stanza_holders(copyright_stanza(package, cache, path), limit)
