@@ -278,6 +278,11 @@ def test_eval_command_errors_are_one_line(dataset, model_path, tmp_path):
     assert proc.returncode != 0 and len(err) == 1 and "more than once" in err[0], err
 
 
+def fallback_params(n: int) -> SmootherParams:
+    """The smoother a model's metadata would hold before tuning, for ``n`` classes."""
+    return SmootherParams((0.5,) * n, (0.5,) * n, (0.1,) * n, (0.2,) * n, (0.0,) * n, (0.0,) * n)
+
+
 @pytest.mark.parametrize("objective", ["micro", "class"])
 def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     """Three 3 s dog events the model tracks exactly, and four 150 ms blips. A 0.2 s minimum
@@ -295,7 +300,7 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     logmel = np.full((len(centres), 64), -12.0, np.float32)
     logmel[p > 0.5] = -2.0
     runs = {"a.wav": FileRun(p[:, None], logmel, [], duration)}
-    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,), (0.0,))
+    fallback = fallback_params(1)
     fast, fast_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.15, objective=objective)
     assert fast.min_on_s[0] <= 0.1 and fast_report["dog"]["within_budget"]
     assert fast_report["dog"]["latency_s"] <= 0.15 and fast_report["dog"]["event_f1"] == pytest.approx(0.6)
@@ -324,7 +329,7 @@ def test_tune_places_offsets_by_the_sound_where_the_probability_outlasts_it_by_v
         logmel[(centres >= a) & (centres < b)] += 3.0  # 13 dB above the background in every mel bin
     split = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
     runs = {"a.wav": FileRun(p[:, None], logmel.astype(np.float32), [], duration)}
-    fallback = SmootherParams((0.5,), (0.5,), (0.1,), (0.2,), (0.0,), (0.0,))
+    fallback = fallback_params(1)
     params, report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=1.0)
     assert params.offset_excess_db[0] > 0 and report["dog"]["event_f1"] == pytest.approx(1.0)
     # the same setting with the lag rule alone matches at most half of the offsets
@@ -355,7 +360,6 @@ def confused_dog(n_birds: int, bird_leads_dog_s: float = 0.0):
     return split_of({"a.wav": reference}, {"a.wav": duration}), {"a.wav": FileRun(p, logmel, [], duration)}, p, logmel
 
 
-TWO_CLASS_FALLBACK = SmootherParams((0.5,) * 2, (0.5,) * 2, (0.1,) * 2, (0.2,) * 2, (0.0,) * 2, (0.0,) * 2)
 
 
 def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
@@ -365,7 +369,7 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     micro F1 reaches 1."""
     timing = FrameTiming.of_frontend(FrontendParams())
     split, runs, p, logmel = confused_dog(4)
-    params, report, summary = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK)
+    params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback_params(2))
     assert params.dominance[0] > 0.6 / 0.9 and summary["micro_f1"] == pytest.approx(1.0)
     assert summary["placed_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before dominance: 4 false dogs
     assert report["dog"]["event_f1"] == pytest.approx(1.0)
@@ -380,10 +384,10 @@ def test_tune_does_not_hold_a_class_back_past_the_latency_budget():
     although that would remove its false events on the six bird events."""
     timing = FrameTiming.of_frontend(FrontendParams())
     split, runs, _, _ = confused_dog(6, bird_leads_dog_s=0.5)
-    params, report, _ = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK)
+    params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback_params(2))
     assert params.dominance[0] < 0.6 / 0.9 and report["dog"]["within_budget"]
     # with a budget the wait fits in, it is held back
-    params, report, _ = choose(split, runs, ["dog", "bird"], timing, TWO_CLASS_FALLBACK, max_latency_s=1.0)
+    params, report, _ = choose(split, runs, ["dog", "bird"], timing, fallback_params(2), max_latency_s=1.0)
     assert params.dominance[0] > 0.6 / 0.9 and report["dog"]["latency_s"] > 0.5
 
 
