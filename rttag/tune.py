@@ -47,9 +47,10 @@ variant back with its own budget: in the dominance stage classes may then exceed
 ``--max-latency`` while the median over all matched events stays within S; while it does not,
 the latest class is held to ``--max-latency`` and the choice is made again.
 
-A setting is *eligible* for a class when it detects at least one of the class's events and
-its median decision latency on the class's matched validation events (``at`` − reference
-onset) is within ``--max-latency`` (default 0.25 s). Stage 2 starts from the class-wise
+A setting is *eligible* for a class when it detects at least one of the class's events (and
+at least the share ``--min-recall`` of them) and its median decision latency on the class's
+matched validation events (``at`` − reference onset) is within ``--max-latency`` (default
+0.25 s). Stage 2 starts from the class-wise
 choice: the eligible setting with the best sed_eval event-based F1 of the class, then the
 best 1 s segment-based F1. The final choice depends on ``--objective``:
 
@@ -100,6 +101,8 @@ GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 delays offsets, so it reaches further."""
 MAX_LATENCY_S = 0.25
 """Default decision-latency budget (s) per class: median ``at`` − reference onset."""
+MIN_RECALL = 0.0
+"""Default floor on the share of a class's validation events a setting must detect to be eligible."""
 MAX_LAG_S = 1.0
 """Longest onset delay (s) taken as reaction lag."""
 MAX_OFFSET_LAG_S = 1.0
@@ -124,9 +127,13 @@ class Candidate:
     latency_s: float
     n_tp: int
     n_sys: int
+    n_ref: int = 0
 
-    def eligible(self, max_latency_s: float) -> bool:
-        return self.n_tp > 0 and self.latency_s <= max_latency_s  # NaN compares False
+    def eligible(self, max_latency_s: float, min_recall: float = 0.0) -> bool:
+        """Detects at least one of the class's events and at least ``min_recall`` of them,
+        with its median decision latency within ``max_latency_s``."""
+        return (self.n_tp > 0 and self.n_tp >= min_recall * self.n_ref
+                and self.latency_s <= max_latency_s)  # NaN compares False
 
 
 class TuneError(RttagError):
@@ -146,6 +153,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-latency", type=float, default=MAX_LATENCY_S, metavar="S",
                         help="per-class budget for the median decision latency on validation, s "
                         f"(default {MAX_LATENCY_S:g}; a large value turns it off)")
+    parser.add_argument("--min-recall", type=float, default=MIN_RECALL, metavar="R",
+                        help="a setting is eligible for a class only if it detects at least this share of the "
+                        f"class's validation events (default {MIN_RECALL:g}: at least one)")
     parser.add_argument("--max-overall-latency", type=float, metavar="S",
                         help="budget for the median decision latency over all matched validation events "
                         "together, s: the dominance stage may then let classes exceed --max-latency while "
@@ -264,14 +274,14 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         ev, seg = scores["event"]["per_class"][label], scores["segment"]["per_class"][label]
         values = _with(_with(rows[label], "onset_lag_s", onset_lag[label]), "offset_lag_s", offset_lag[label])
         out[label] = Candidate(values, ev["f1"] or 0.0,
-                               seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"])
+                               seg["f1"] or 0.0, latency[label], ev["n_tp"], ev["n_sys"], ev["n_ref"])
     return out
 
 
-def class_choice(candidates: Sequence[Candidate], max_latency_s: float) -> Candidate:
+def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> Candidate:
     """The eligible candidate with the best event F1, then segment F1 (the first on ties);
-    the best regardless of latency when none is eligible."""
-    return max(candidates, key=lambda c: (c.eligible(max_latency_s), c.event_f1, c.segment_f1))
+    the best regardless of latency and recall when none is eligible."""
+    return max(candidates, key=lambda c: (c.eligible(max_latency_s, min_recall), c.event_f1, c.segment_f1))
 
 
 def micro_f1(choice: dict[str, Candidate], n_ref: dict[str, int]) -> float:
@@ -281,10 +291,10 @@ def micro_f1(choice: dict[str, Candidate], n_ref: dict[str, int]) -> float:
 
 
 def joint_choice(candidates: dict[str, list[Candidate]], start: dict[str, Candidate], n_ref: dict[str, int],
-                 max_latency_s: float) -> dict[str, Candidate]:
+                 max_latency_s: float, min_recall: float = 0.0) -> dict[str, Candidate]:
     """One eligible candidate per class maximising :func:`micro_f1` (Dinkelbach's method, see
     the module docstring). A class with no eligible candidate keeps its ``start`` one."""
-    pool = {label: [c for c in cands if c.eligible(max_latency_s)] or [start[label]]
+    pool = {label: [c for c in cands if c.eligible(max_latency_s, min_recall)] or [start[label]]
             for label, cands in candidates.items()}
     choice = dict(start)
     for _ in range(100):  # λ rises strictly until the choice is fixed; a handful of rounds in practice
@@ -330,7 +340,7 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
 
 def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, placed: dict[str, Candidate],
               n_ref: dict[str, int], max_latency_s: float,
-              max_overall_latency_s: float | None = None) -> tuple[dict[str, Candidate], float]:
+              max_overall_latency_s: float | None = None, min_recall: float = 0.0) -> tuple[dict[str, Candidate], float]:
     """``placed`` (a candidate per class with events, offsets placed) with each class's
     ``dominance`` of :data:`GRID_DOMINANCE` chosen for the micro event F1 (see the module
     docstring); classes without events stay silent meanwhile, as in :func:`place_offsets`.
@@ -358,12 +368,14 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
     start = {label: cands[0] for label, cands in pool.items()}
     held = set(pool) if max_overall_latency_s is None else set()  # classes held to max_latency_s on their own
     while True:
-        allowed = {label: [c for c in cands if label not in held or c.eligible(max_latency_s)] or [start[label]]
+        allowed = {label: [c for c in cands if label not in held or c.eligible(max_latency_s, min_recall)]
+                   or [start[label]]
                    for label, cands in pool.items()}
-        choice = joint_choice(allowed, start, n_ref, max_latency_s=float("inf"))
+        choice = joint_choice(allowed, start, n_ref, float("inf"), min_recall)
         everything = [w for label, c in choice.items() for w in waits[label, c.values[FIELDS.index("dominance")]]]
         overall = float(np.median(everything)) if everything else float("nan")
-        late = [label for label in choice if label not in held and not choice[label].eligible(max_latency_s)]
+        late = [label for label in choice
+                if label not in held and not choice[label].eligible(max_latency_s, min_recall)]
         if max_overall_latency_s is None or overall <= max_overall_latency_s or not late:
             return choice, overall
         held.add(max(late, key=lambda label: choice[label].latency_s))
@@ -371,7 +383,8 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
 
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,
            max_latency_s: float = MAX_LATENCY_S, objective: str = "class",
-           max_overall_latency_s: float | None = None) -> tuple[SmootherParams, dict, dict]:
+           max_overall_latency_s: float | None = None,
+           min_recall: float = MIN_RECALL) -> tuple[SmootherParams, dict, dict]:
     """The grid search (see the module docstring). Returns the chosen parameters; per label,
     what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
     decision latency, ``within_budget``, ``n_ref``, ``tuned``: False when the class had no
@@ -393,7 +406,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
         consider({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S) for label in labels})
     log.info("stage 1 (thresholds): %d settings, %.0f s", len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
-    thresholds = {label: class_choice(candidates[label], max_latency_s).values[:2] for label in labels}
+    thresholds = {label: class_choice(candidates[label], max_latency_s, min_recall).values[:2] for label in labels}
     t0 = time.perf_counter()
     for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
         consider({label: (*thresholds[label], min_on, min_off) for label in labels})
@@ -401,12 +414,13 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
 
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
     tuned = [label for label in labels if n_ref[label] > 0]
-    by_class = {label: class_choice(candidates[label], max_latency_s) for label in tuned}
+    by_class = {label: class_choice(candidates[label], max_latency_s, min_recall) for label in tuned}
     choice = by_class if objective == "class" else joint_choice(
-        {label: candidates[label] for label in tuned}, by_class, n_ref, max_latency_s)
+        {label: candidates[label] for label in tuned}, by_class, n_ref, max_latency_s, min_recall)
     placed = place_offsets(split, runs, labels, timing, choice)
     t0 = time.perf_counter()
-    final, overall_latency = hold_back(split, runs, labels, timing, placed, n_ref, max_latency_s, max_overall_latency_s)
+    final, overall_latency = hold_back(split, runs, labels, timing, placed, n_ref, max_latency_s,
+                                       max_overall_latency_s, min_recall)
     log.info("dominance: %d settings, %.0f s", len(GRID_DOMINANCE), time.perf_counter() - t0)
     chosen, report = {f: [] for f in FIELDS}, {}
     for k, label in enumerate(labels):
@@ -416,7 +430,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             chosen[f].append(round(float(v), 4))
         report[label] = {"event_f1": c.event_f1 if c else 0.0, "segment_f1": c.segment_f1 if c else 0.0,
                          "latency_s": None if not c or np.isnan(c.latency_s) else c.latency_s,
-                         "within_budget": bool(c and c.eligible(max_latency_s)), "n_ref": n_ref[label],
+                         "within_budget": bool(c and c.eligible(max_latency_s, min_recall)), "n_ref": n_ref[label],
                          "tuned": c is not None}
     summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref),
                "choice_micro_f1": micro_f1(choice, n_ref), "placed_micro_f1": micro_f1(placed, n_ref),
@@ -472,7 +486,7 @@ def run(args) -> int:
     log.info("model pass: %.0f s", time.perf_counter() - t0)
     params, report, summary = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
                                      max_latency_s=args.max_latency, objective=args.objective,
-                                     max_overall_latency_s=args.max_overall_latency)
+                                     max_overall_latency_s=args.max_overall_latency, min_recall=args.min_recall)
     print(format_choice(info.labels, params, report))
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.3f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "

@@ -426,6 +426,24 @@ def test_joint_choice_keeps_a_poorly_recognised_class_conservative():
     assert joint_choice({"bird": bird, "dog": [late, blind, quiet]}, by_class, n_ref, 0.25)["dog"] is quiet
 
 
+def test_a_recall_floor_keeps_a_poorly_recognised_class_audible():
+    """As above, with ``min_recall`` 0.1: the quiet dog setting finds 1 of the dog's 20
+    validation events, under the floor, so neither choice takes it; a setting that finds 4
+    is eligible, and where nothing reaches the floor the class-wise choice takes the best
+    regardless."""
+    n_ref = {"bird": 50, "dog": 20}
+    bird = [Candidate((0.5,), 0.8, 0.8, 0.1, 40, 50, 50)]
+    noisy, quiet = Candidate((0.2,), 0.2, 0.3, 0.1, 11, 90, 20), Candidate((0.9,), 0.1, 0.1, 0.1, 1, 3, 20)
+    some, sharp = Candidate((0.7,), 0.15, 0.2, 0.1, 4, 33, 20), replace(quiet, event_f1=0.2)
+    assert class_choice([sharp, some], 0.25) is sharp
+    assert class_choice([sharp, some], 0.25, min_recall=0.1) is some
+    assert class_choice([sharp, replace(some, n_tp=1)], 0.25, min_recall=0.1) is sharp
+    by_class = {"bird": bird[0], "dog": noisy}
+    assert joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, 0.25)["dog"] is quiet
+    joint = joint_choice({"bird": bird, "dog": [noisy, quiet, some]}, by_class, n_ref, 0.25, min_recall=0.1)
+    assert joint["dog"] is some and not quiet.eligible(0.25, 0.1) and some.eligible(0.25, 0.1)
+
+
 def test_joint_choice_is_the_exhaustive_optimum():
     rng = np.random.default_rng(0)
     for _ in range(30):
