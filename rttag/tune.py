@@ -119,7 +119,8 @@ OBJECTIVES = ("class", "micro")
 class Candidate:
     """What one smoother setting (``values``, in :data:`rttag.smoother.FIELDS` order) scored for one class:
     event and segment F1, median decision latency (s; NaN when nothing matched), true
-    positive and system event counts."""
+    positive and system event counts, and the class's reference event count (0 where unknown:
+    no recall floor applies)."""
 
     values: tuple
     event_f1: float
@@ -374,8 +375,7 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
         choice = joint_choice(allowed, start, n_ref, float("inf"), min_recall)
         everything = [w for label, c in choice.items() for w in waits[label, c.values[FIELDS.index("dominance")]]]
         overall = float(np.median(everything)) if everything else float("nan")
-        late = [label for label in choice
-                if label not in held and not choice[label].eligible(max_latency_s, min_recall)]
+        late = [label for label in choice if label not in held and not choice[label].eligible(max_latency_s)]
         if max_overall_latency_s is None or overall <= max_overall_latency_s or not late:
             return choice, overall
         held.add(max(late, key=lambda label: choice[label].latency_s))
@@ -430,7 +430,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             chosen[f].append(round(float(v), 4))
         report[label] = {"event_f1": c.event_f1 if c else 0.0, "segment_f1": c.segment_f1 if c else 0.0,
                          "latency_s": None if not c or np.isnan(c.latency_s) else c.latency_s,
-                         "within_budget": bool(c and c.eligible(max_latency_s, min_recall)), "n_ref": n_ref[label],
+                         "within_budget": bool(c and c.eligible(max_latency_s)), "n_ref": n_ref[label],
                          "tuned": c is not None}
     summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref),
                "choice_micro_f1": micro_f1(choice, n_ref), "placed_micro_f1": micro_f1(placed, n_ref),
