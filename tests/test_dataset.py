@@ -141,6 +141,44 @@ def test_weighted_pool_picks_the_joined_share():
     assert real.joined(Pool([], []), 0.5).weights is None
 
 
+def test_per_package_pool_gives_each_package_an_equal_share():
+    many = [("big", str(i)) for i in range(9)]
+    pool = Pool([np.zeros(10, np.float32)] * 10, many + [("small", "a")]).per_package()
+    rng = np.random.default_rng(0)
+    picks = [pick(pool, rng)[1][0] for _ in range(4000)]
+    assert picks.count("small") / len(picks) == pytest.approx(0.5, abs=0.03)
+    one = Pool([np.zeros(10, np.float32)] * 2, [("only", "a"), ("only", "b")])
+    assert one.per_package() is one  # a single package keeps the plain uniform pick
+
+
+def test_bundled_validation_sources_only_widen_the_validation_split():
+    from rttag import LABELS
+    from rttag.dataset.sources import (default_extra_sources_tsv, default_sources_tsv,
+                                       default_validation_sources_tsv, read_sources)
+    from rttag.dataset.splits import check_validation
+    others = read_sources(default_sources_tsv()) + read_sources(default_extra_sources_tsv())
+    rows = read_sources(default_validation_sources_tsv())
+    check_validation(rows, others, set(LABELS))
+    before, after = assign(others), assign(others + rows)
+    for split in ("train", "test"):
+        assert after[split] == before[split]
+    speech = {s.package for s in after["validation"]["speech"]}
+    assert len(speech) >= 3 and {s.package for s in before["validation"]["speech"]} < speech
+
+
+@pytest.mark.parametrize("row, why", [
+    (("newpkg", "a.ogg", "speech", "train", "GPL", 1.0), "split is not validation"),
+    (("newpkg", "a.ogg", "cat", "validation", "GPL", 1.0), "unknown label"),
+    (("newpkg", "a.ogg", "speech", "validation", "", 1.0), "no licence"),
+    (("0ad-data", "v.ogg", "speech", "validation", "GPL", 1.0), "used by the other source lists"),
+])
+def test_validation_source_that_would_touch_train_or_test_is_refused(row, why):
+    from rttag.dataset.splits import check_validation
+    others = [Source("0ad-data", "x.ogg", "music", "train", "GPL", 1.0)]
+    with pytest.raises(SourceError, match=why):
+        check_validation([Source(*row)], others, {"speech", "music"})
+
+
 def test_bundled_extra_sources_only_widen_the_train_split():
     from rttag import LABELS
     from rttag.dataset.sources import default_extra_sources_tsv, default_sources_tsv, read_sources

@@ -26,9 +26,9 @@ import numpy as np
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
-from .sources import (Source, copyright_stanza, default_extra_sources_tsv, default_sources_tsv, fetch_and_unpack,
-                      load_decoded, read_sources, stanza_holders)
-from .splits import SPLITS, VALIDATION_PACKAGES, assign, check_extra
+from .sources import (Source, copyright_stanza, default_extra_sources_tsv, default_sources_tsv,
+                      default_validation_sources_tsv, fetch_and_unpack, load_decoded, read_sources, stanza_holders)
+from .splits import SPLITS, assign, check_extra, check_validation
 from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-sources", default=None, metavar="TSV",
                         help="further train-only recordings (default: rttag's own rttag/dataset/extra_sources.tsv; "
                              "'none': the vetted list alone)")
+    parser.add_argument("--validation-sources", default=None, metavar="TSV",
+                        help="further validation-only recordings from packages no other list uses (default: rttag's "
+                             "own rttag/dataset/validation_sources.tsv; 'none': validation from the vetted list alone)")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
@@ -83,10 +86,13 @@ def decode_all(sources: list[Source], cache: Path, workers: int, progress) -> tu
     return audio, problems
 
 
-def make_pools(by_label: dict[str, list[Source]], audio: dict) -> dict[str, Pool]:
-    return {label: Pool([audio[s.key] for s in srcs if s.key in audio],
-                        [(s.package, s.path) for s in srcs if s.key in audio])
-            for label, srcs in by_label.items()}
+def make_pools(by_label: dict[str, list[Source]], audio: dict, per_package: bool = False) -> dict[str, Pool]:
+    """Per label, a pool of the decoded recordings; with ``per_package`` each package of a label is
+    picked with an equal chance (the validation split, so that every source package weighs alike)."""
+    pools = {label: Pool([audio[s.key] for s in srcs if s.key in audio],
+                         [(s.package, s.path) for s in srcs if s.key in audio])
+             for label, srcs in by_label.items()}
+    return {label: pool.per_package() for label, pool in pools.items()} if per_package else pools
 
 
 def _mix_one(job: tuple[str, int, int]):
@@ -184,13 +190,19 @@ def run(args: argparse.Namespace) -> int:
         extra = read_sources(Path(args.extra_sources) if args.extra_sources else default_extra_sources_tsv())
         check_extra(extra, sources, set(LABELS))
         sources += extra
+    validation = []
+    if args.validation_sources != "none":
+        validation = read_sources(Path(args.validation_sources) if args.validation_sources
+                                  else default_validation_sources_tsv())
+        check_validation(validation, sources, set(LABELS))
+        sources += validation
     fetch_and_unpack(sorted({s.package for s in sources}), cache, progress)
     audio, problems = decode_all(sources, cache, args.workers, progress)
     for p in problems:
         print(f"rttag data build: skipped {p}", file=sys.stderr)
     by_split = assign(sources)
     global _POOLS
-    _POOLS = {split: make_pools(by_split[split], audio) for split in SPLITS}
+    _POOLS = {split: make_pools(by_split[split], audio, per_package=split == "validation") for split in SPLITS}
     synthetic = [label for label in args.synthetic_labels.split(",") if label] if args.synthetic > 0 else []
     unknown = set(synthetic) - set(SYNTHETIC_SHARE)
     if unknown:
@@ -205,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
             raise RttagError(f"data build: no usable recordings for {', '.join(empty)} in the {split} split")
     (out / "metadata").mkdir(parents=True, exist_ok=True)
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
-    manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra), "validation_packages": {
-        k: sorted(v) for k, v in VALIDATION_PACKAGES.items()},
+    manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra),
+                "validation_sources": len(validation), "validation_packages": {
+                    label: sorted({p for p, _ in pool.ids}) for label, pool in sorted(_POOLS["validation"].items())},
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
     licences.update({sid: synth.LICENCE for label in synthetic for sid in _POOLS["train"][label].ids

@@ -6,6 +6,7 @@ All audio is float32 mono at 16 kHz. Event boundaries in the reference are where
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,14 @@ class Pool:
             return Pool(self.clips + other.clips, self.ids + other.ids)
         w = [(1 - other_share) / len(self.clips)] * len(self.clips) + [other_share / len(other.clips)] * len(other.clips)
         return Pool(self.clips + other.clips, self.ids + other.ids, w)
+
+    def per_package(self) -> "Pool":
+        """The same clips, each package picked with an equal total chance (split evenly among its
+        clips), so that a package with many files does not drown one with few."""
+        counts = Counter(pkg for pkg, _ in self.ids)
+        if len(counts) < 2:
+            return self
+        return Pool(self.clips, self.ids, [1.0 / (len(counts) * counts[pkg]) for pkg, _ in self.ids])
 
 
 @dataclass

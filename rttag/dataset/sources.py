@@ -62,6 +62,11 @@ def default_extra_sources_tsv() -> Path:
     return Path(__file__).resolve().parent / "extra_sources.tsv"
 
 
+def default_validation_sources_tsv() -> Path:
+    """rttag's own list of further validation recordings (``rttag/dataset/validation_sources.tsv``)."""
+    return Path(__file__).resolve().parent / "validation_sources.tsv"
+
+
 def read_sources(tsv: Path) -> list[Source]:
     if not tsv.is_file():
         raise SourceError(f"source list not found: {tsv} (pass --sources)")

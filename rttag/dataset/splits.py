@@ -3,7 +3,9 @@
 ``sources.tsv`` marks rows train or test; test packages never appear in train. Validation
 is carved from the train side by holding out, per label, whole packages (below), so that
 model and threshold choices are made on recordings from sources the model never trained on —
-validation on files of the training packages overstates quality several times.
+validation on files of the training packages overstates quality several times. rttag's own
+``validation_sources.tsv`` adds rows marked ``validation`` from packages that no other list
+uses (``check_validation``), so that a label is not tuned on one package's sounds alone.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ VALIDATION_PACKAGES = {
 
 
 def split_of(src: Source) -> str:
-    if src.split == "test":
-        return "test"
+    if src.split in ("test", "validation"):
+        return src.split
     return "validation" if src.package in VALIDATION_PACKAGES.get(src.label, ()) else "train"
 
 
@@ -61,3 +63,18 @@ def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> 
         if why:
             raise SourceError(f"extra source {s.package}:{s.path}: {why}")
 
+
+
+def check_validation(rows: list[Source], others: list[Source], labels: set[str]) -> None:
+    """The validation list may only widen the validation split: every row is ``validation``, has a
+    licence and a known label, and its package appears in no other list (``others``: the vetted and
+    extra lists; any label, any split) — so no model has trained on it and train and test stay
+    exactly what the other lists make them."""
+    used = {s.package for s in others}
+    for s in rows:
+        why = ("split is not validation" if s.split != "validation" else
+               f"unknown label {s.label!r}" if s.label not in labels else
+               "no licence" if not s.licence.strip() else
+               "package is used by the other source lists" if s.package in used else None)
+        if why:
+            raise SourceError(f"validation source {s.package}:{s.path}: {why}")
