@@ -237,12 +237,30 @@ def _copyright_file(cache, package, text):
     (doc / "copyright").write_text(text)
 
 
+def test_the_deepest_matching_stanza_wins_over_a_later_short_one(tmp_path):
+    """hedgewars-data's case: the engine's ``hedgewars/*`` (listed later) also matches the installed
+    sounds by accident; the sounds' own, deeper stanza must win."""
+    from rttag.dataset.sources import copyright_stanza
+    _copyright_file(tmp_path, "hw-data", "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                    "Files: *\nCopyright: Everyone\nLicense: GPL-2\n\n"
+                    "Files: share/hedgewars/Data/Sounds/*\nCopyright: Sound Maker\nLicense: GFDL-1.3\n\n"
+                    "Files: hedgewars/*\nCopyright: Engine Coder\nLicense: GPL-2\n")
+    sound = copyright_stanza("hw-data", tmp_path, "usr/share/games/hedgewars/Data/Sounds/voices/Robot/Hi.ogg")
+    assert sound["Copyright"] == ["Sound Maker"] and sound["License"] == ["GFDL-1.3"]
+    engine = copyright_stanza("hw-data", tmp_path, "usr/lib/games/hedgewars/engine.so")
+    assert engine["Copyright"] == ["Engine Coder"]
+
+
 def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_path):
     """DEP-5: the last stanza whose source-tree pattern matches a trailing part of the installed
     path (or, with its top directory renamed, the pattern without it) wins, and its licence is
     named where the list's differs; a free-form copyright file gives no holders."""
     from rttag.dataset.build import write_attribution
-    from rttag.dataset.sources import copyright_lines
+    from rttag.dataset.sources import copyright_stanza, holders_text, stanza_holders
+
+    def copyright_lines(package, cache, path=None):
+        return stanza_holders(copyright_stanza(package, cache, path))
+
     _copyright_file(tmp_path, "game-data", DEP5)
     _copyright_file(tmp_path, "old-data", "Copyright 1986 Library Author\nCopyright 2003 Game Author\n")
     mod, main = "usr/share/games/game/data/mods/apoc/wav/dog.wav", "usr/share/games/game/sounds/door.wav"
@@ -252,6 +270,8 @@ def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_p
     assert copyright_lines("game-data", tmp_path, main) == ["2001-2014 Main Author"]
     assert copyright_lines("game-data", tmp_path) == ["2001-2014 Main Author"]
     assert copyright_lines("old-data", tmp_path, "usr/share/old/knock.wav") == []
+    assert holders_text(copyright_stanza("old-data", tmp_path, "usr/share/old/knock.wav")) == (
+        "see the package's copyright file")
     assert copyright_lines("missing", tmp_path, main) == []
 
     renamed = "usr/share/games/game/game_top/mods/doors/sounds/knock.ogg"  # source tree: top/mods/doors/...

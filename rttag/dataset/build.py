@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
-from .sources import (Source, copyright_stanza, default_extra_sources_tsv, default_sources_tsv,
-                      default_validation_sources_tsv, fetch_and_unpack, load_decoded, read_sources, stanza_holders)
+from .sources import (Source, copyright_stanza, credited_licence, default_extra_sources_tsv, default_sources_tsv,
+                      default_validation_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources)
 from .splits import SPLITS, assign, check_extra, check_validation
 from . import synth
 
@@ -136,11 +136,6 @@ def summary(rows: list, split: str) -> dict:
     return {k: {"events": v["events"], "minutes": round(v["minutes"], 2)} for k, v in sorted(out.items())}
 
 
-def _licence_key(name: str) -> str:
-    """A licence name compared loosely: ``GPL-2.0+`` and ``GPL-2`` give the same key."""
-    return name.lower().replace(".0", "").replace("+", "")
-
-
 def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None:
     """``out/ATTRIBUTION.md``: per package, the files of ``used`` ({(package, path)}) grouped by
     the holders of the copyright stanza that covers each, with the licence of the source lists
@@ -157,14 +152,8 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
     for pkg, paths in by_pkg.items():
         by_holders = defaultdict(list)  # "- `path` — licence" lines, by the holders of their stanza
         for p in paths:
-            licence, stanza = licences[(pkg, p)], copyright_stanza(pkg, cache, p)
-            # only a stanza for specific files is trusted to contradict the list: a renamed
-            # data directory can hide the one that covers the file behind the general ``*``
-            stated = stanza.get("License", [""])[0] if stanza.get("Files") != ["*"] else ""
-            if stated and _licence_key(stated) not in _licence_key(licence):
-                licence += f" (its copyright stanza: {stated})"
-            holders = "; ".join(stanza_holders(stanza)) or "see the package's copyright file"
-            by_holders[holders].append(f"- `{p}` — {licence}")
+            stanza = copyright_stanza(pkg, cache, p)
+            by_holders[holders_text(stanza)].append(f"- `{p}` — {credited_licence(licences[(pkg, p)], stanza)}")
         lines += [f"## {pkg}", ""]
         for holders, held in by_holders.items():
             lines += [f"Copyright: {holders}", ""] + held + [""]

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import RttagError
 from .build import make_pools
 from .mixer import SR, event_audio, loop_to, rms, scale_to_ebr
-from .sources import copyright_lines, default_sources_tsv, fetch_and_unpack, load_decoded, read_sources
+from .sources import copyright_stanza, credited_licence, default_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources
 from .splits import assign
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -72,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
     lines = ["# demo.wav — attribution", "",
              "`demo.wav` (28 s, 16 kHz mono) is a mix made by `rttag data demo` of the recordings below,",
              "all from Debian packages on the test side of rttag's source list (never used for training).",
-             "It is distributed under the licences of its parts (GPL / CC-BY-SA as listed). Copyright",
-             "holders are those of each package's general `Files: *` stanza; per-file credits are in",
-             "the package's /usr/share/doc/PACKAGE/copyright.", ""]
+             "It is distributed under the licences of its parts: as rttag's source list gives them, followed",
+             "in brackets by the licence of the file's own stanza in the package's",
+             "/usr/share/doc/PACKAGE/copyright where that names another. Copyright holders are those of",
+             "that stanza; credits in full are in that file.", ""]
     for label, pkg, path in dict.fromkeys(used):
-        holders = "; ".join(copyright_lines(pkg, cache)) or "see the package's copyright file"
-        lines.append(f"- {label}: Debian package `{pkg}`, `{path}` — licence {licences[(pkg, path)]}; "
-                     f"copyright: {holders}")
+        stanza = copyright_stanza(pkg, cache, path)
+        lines.append(f"- {label}: Debian package `{pkg}`, `{path}` — licence "
+                     f"{credited_licence(licences[(pkg, path)], stanza)}; copyright: {holders_text(stanza)}")
     (out / "DEMO_ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
     print(f"rttag data demo: wrote {out / 'demo.wav'} ({len(rows)} events)", file=sys.stderr)
     return 0

@@ -219,21 +219,26 @@ def copyright_stanza(package: str, cache: Path, path: str | None = None) -> dict
     ``!member`` suffix is ignored): the last stanza whose ``Files:`` patterns match it, as DEP-5
     reads them (the patterns name the source tree, so a pattern matches when a trailing part of
     the installed path does, ``*`` crossing ``/``; a pattern of three or more parts also matches
-    without its top directory, which packages often rename). Without ``path``: the general
-    ``Files: *`` stanza."""
+    without its top directory, which packages often rename). As source and installed trees differ,
+    a short pattern can match by accident (hedgewars' engine ``hedgewars/*`` matches
+    ``.../games/hedgewars/Data/Sounds/x.ogg``), so the stanza whose matching pattern names the
+    most directories wins, and of equals the last. Without ``path``: the general ``Files: *``
+    stanza."""
     stanzas = _dep5_stanzas(cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright")
     parts = path.split("!")[0].split("/") if path else None
 
-    def matches(fields: dict) -> bool:
+    def depth(fields: dict) -> int:
+        """-1: no pattern matches; else the most ``/`` in a matching pattern."""
         patterns = " ".join(fields["Files"]).split()
         if parts is None:
-            return patterns == ["*"]
+            return 0 if patterns == ["*"] else -1
         # a top directory renamed at install (mtg/mods/... → .../minetest_game/mods/...)
         patterns += [pat.split("/", 1)[1] for pat in patterns if pat.count("/") >= 2]
-        return any(fnmatch.fnmatchcase("/".join(parts[i:]), pat) for pat in patterns for i in range(len(parts)))
+        return max((pat.count("/") for pat in patterns for i in range(len(parts))
+                    if fnmatch.fnmatchcase("/".join(parts[i:]), pat)), default=-1)
 
-    chosen = [fields for fields in stanzas if matches(fields)]
-    return chosen[-1] if chosen else {}
+    ranked = [(d, i) for i, d in enumerate(map(depth, stanzas)) if d >= 0]
+    return stanzas[max(ranked)[1]] if ranked else {}
 
 
 def stanza_holders(stanza: dict[str, list[str]], limit: int = 3) -> list[str]:
@@ -241,6 +246,21 @@ def stanza_holders(stanza: dict[str, list[str]], limit: int = 3) -> list[str]:
     return [h for h in stanza.get("Copyright", []) if h and h != "."][:limit]
 
 
-def copyright_lines(package: str, cache: Path, path: str | None = None, limit: int = 3) -> list[str]:
-    """The copyright holders, at most ``limit``, of :func:`copyright_stanza` (empty without one)."""
-    return stanza_holders(copyright_stanza(package, cache, path), limit)
+def _licence_key(name: str) -> str:
+    """A licence name compared loosely: ``GPL-2.0+`` and ``GPL-2`` give the same key."""
+    return name.lower().replace(".0", "").replace("+", "")
+
+
+def credited_licence(listed: str, stanza: dict[str, list[str]]) -> str:
+    """The source list's licence, followed in brackets by the stanza's where that names another.
+    Only a stanza for specific files is trusted to contradict the list: a renamed data directory
+    can hide the one that covers the file behind the general ``*``."""
+    stated = stanza.get("License", [""])[0] if stanza.get("Files") != ["*"] else ""
+    if stated and _licence_key(stated) not in _licence_key(listed):
+        return f"{listed} (its copyright stanza: {stated})"
+    return listed
+
+
+def holders_text(stanza: dict[str, list[str]]) -> str:
+    """The holders of a :func:`copyright_stanza` as one attribution line, or where to find them."""
+    return "; ".join(stanza_holders(stanza)) or "see the package's copyright file"
