@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import RttagError
 from .build import make_pools
 from .mixer import SR, event_audio, loop_to, rms, scale_to_ebr
-from .sources import copyright_stanza, credited_licence, default_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources
+from .sources import (copyright_stanza, credited_licence, default_sources_tsv, fetch_and_unpack, holders_text,
+                      load_decoded, read_sources)
 from .splits import assign
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
