@@ -164,6 +164,8 @@ def test_bundled_validation_sources_only_widen_the_validation_split():
         assert after[split] == before[split]
     speech = {s.package for s in after["validation"]["speech"]}
     assert len(speech) >= 3 and {s.package for s in before["validation"]["speech"]} < speech
+    for label in ("music", "footsteps", "water"):
+        assert len({s.package for s in after["validation"][label]}) == 2
 
 
 @pytest.mark.parametrize("row, why", [
@@ -252,8 +254,9 @@ def test_the_deepest_matching_stanza_wins_over_a_later_short_one(tmp_path):
 
 
 def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_path):
-    """DEP-5: the last stanza whose source-tree pattern matches a trailing part of the installed
-    path (or, with its top directory renamed, the pattern without it) wins, and its licence is
+    """DEP-5: of the stanzas whose source-tree pattern matches a trailing part of the installed
+    path (or, with its top directory renamed, the pattern without it), the deepest wins (of
+    equals the last), and its licence is
     named where the list's differs; a free-form copyright file gives no holders."""
     from rttag.dataset.build import write_attribution
     from rttag.dataset.sources import copyright_stanza, holders_text, stanza_holders

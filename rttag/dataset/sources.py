@@ -216,14 +216,14 @@ def copyright_stanza(package: str, cache: Path, path: str | None = None) -> dict
     holders of code and data alike, so nothing is picked from them).
 
     With ``path`` (the file's path in the package as in the source lists, ``usr/share/...``; a
-    ``!member`` suffix is ignored): the last stanza whose ``Files:`` patterns match it, as DEP-5
-    reads them (the patterns name the source tree, so a pattern matches when a trailing part of
-    the installed path does, ``*`` crossing ``/``; a pattern of three or more parts also matches
-    without its top directory, which packages often rename). As source and installed trees differ,
-    a short pattern can match by accident (hedgewars' engine ``hedgewars/*`` matches
-    ``.../games/hedgewars/Data/Sounds/x.ogg``), so the stanza whose matching pattern names the
-    most directories wins, and of equals the last. Without ``path``: the general ``Files: *``
-    stanza."""
+    ``!member`` suffix is ignored): of the stanzas whose ``Files:`` patterns match it (the
+    patterns name the source tree, so a pattern matches when a trailing part of the installed
+    path does, ``*`` crossing ``/``; a pattern of three or more parts also matches without its
+    top directory, which packages often rename), the one whose matching pattern names the most
+    directories, and of equals the last, as DEP-5 reads them. The depth comes first because
+    source and installed trees differ and a short pattern can match by accident (hedgewars'
+    engine ``hedgewars/*`` matches ``.../games/hedgewars/Data/Sounds/x.ogg``). Without
+    ``path``: the general ``Files: *`` stanza."""
     stanzas = _dep5_stanzas(cache / "pkgs" / package / "usr" / "share" / "doc" / package / "copyright")
     parts = path.split("!")[0].split("/") if path else None
 

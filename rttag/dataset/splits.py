@@ -64,7 +64,6 @@ def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> 
             raise SourceError(f"extra source {s.package}:{s.path}: {why}")
 
 
-
 def check_validation(rows: list[Source], others: list[Source], labels: set[str]) -> None:
     """The validation list may only widen the validation split: every row is ``validation``, has a
     licence and a known label, and its package appears in no other list (``others``: the vetted and
