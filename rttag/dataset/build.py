@@ -207,8 +207,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "metadata").mkdir(parents=True, exist_ok=True)
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra),
-                "validation_sources": len(validation), "validation_packages": {
-                    label: sorted({p for p, _ in pool.ids}) for label, pool in sorted(_POOLS["validation"].items())},
+                "validation_sources": len(validation),
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
     licences.update({sid: synth.LICENCE for label in synthetic for sid in _POOLS["train"][label].ids
@@ -223,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
             "clips": clips, "hours": round(sum(c["duration_s"] for c in clips) / 3600, 3),
             "labels": summary(rows, split),
             "packages": {label: sorted({p for p, _ in _POOLS[split][label].ids}) for label in sorted(_POOLS[split])}}
+    manifest["validation_packages"] = manifest["splits"]["validation"]["packages"]  # per label, the packages tuned on
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     write_attribution(out, used, licences, cache)
     print(f"rttag data build: wrote {out} in {time.time() - t0:.0f} s", file=sys.stderr)

@@ -47,6 +47,14 @@ def assign(sources: list[Source]) -> dict[str, dict[str, list[Source]]]:
             for s, d in out.items()}
 
 
+def _row_problem(s: Source, split: str, labels: set[str]) -> str | None:
+    """What makes a row of one of rttag's own lists unusable on its own (wrong split, unknown
+    label, no licence), or None."""
+    return ("split is not " + split if s.split != split else
+            f"unknown label {s.label!r}" if s.label not in labels else
+            "no licence" if not s.licence.strip() else None)
+
+
 def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> None:
     """The extra list may only widen the train split: every row is ``train``, has a licence and
     a known label, and its package feeds neither the test split (any label) nor the validation
@@ -54,12 +62,10 @@ def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> 
     test_packages = {s.package for s in vetted if s.split == "test"}
     known = {(s.package, s.path) for s in vetted}
     for s in extra:
-        why = ("split is not train" if s.split != "train" else
-               f"unknown label {s.label!r}" if s.label not in labels else
-               "no licence" if not s.licence.strip() else
-               "package feeds the test split" if s.package in test_packages else
-               "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
-               else "already in the vetted list" if (s.package, s.path) in known else None)
+        why = _row_problem(s, "train", labels) or (
+            "package feeds the test split" if s.package in test_packages else
+            "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
+            else "already in the vetted list" if (s.package, s.path) in known else None)
         if why:
             raise SourceError(f"extra source {s.package}:{s.path}: {why}")
 
@@ -71,9 +77,7 @@ def check_validation(rows: list[Source], others: list[Source], labels: set[str])
     exactly what the other lists make them."""
     used = {s.package for s in others}
     for s in rows:
-        why = ("split is not validation" if s.split != "validation" else
-               f"unknown label {s.label!r}" if s.label not in labels else
-               "no licence" if not s.licence.strip() else
-               "package is used by the other source lists" if s.package in used else None)
+        why = _row_problem(s, "validation", labels) or (
+            "package is used by the other source lists" if s.package in used else None)
         if why:
             raise SourceError(f"validation source {s.package}:{s.path}: {why}")
