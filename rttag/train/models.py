@@ -185,12 +185,51 @@ class FrameMLP(nn.Module):
 
 
 ARCHS = {"crnn": CRNN, "frame-mlp": FrameMLP, "context-cnn": ContextCNN}
+"""The architectures ``rttag train`` trains."""
+
+ENSEMBLE = "ensemble"
+"""The arch name of :class:`Ensemble` checkpoints (built from trained ones, never trained)."""
+
+PROB_EPS = 1e-6
+"""The ensemble's mean probability is clipped to [PROB_EPS, 1 − PROB_EPS] before its logit."""
+
+
+class Ensemble(nn.Module):
+    """``members`` models of one arch run side by side on the same features, each carrying its
+    own state; the output is the logit of the mean of their probabilities, so the exported
+    graph's sigmoid gives that mean. (A prediction ensemble: members trained from different
+    seeds err on different recordings, and the mean errs less than most of them.)
+
+    States: each member's, prefixed ``m{i}_`` (member i's ``gru_h`` is ``m{i}_gru_h``).
+    feats ``[B, T, n_mels]`` → logits ``[B, T, n_classes]``, state out.
+    """
+
+    def __init__(self, arch: str = "crnn", members: int = 2, hparams: dict | None = None):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown member arch {arch!r} (choose from {', '.join(ARCHS)})")
+        self.members = nn.ModuleList(ARCHS[arch](**(hparams or {})) for _ in range(members))
+        self.per_member = len(self.members[0].state_shapes())
+
+    def state_shapes(self) -> dict[str, list[int]]:
+        return {f"m{i}_{name}": shape for i, m in enumerate(self.members) for name, shape in m.state_shapes().items()}
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor):
+        k, probs, state_out = self.per_member, [], []
+        for i, member in enumerate(self.members):
+            logits, *s = member(x, *state[i * k:(i + 1) * k])
+            probs.append(torch.sigmoid(logits))
+            state_out += s
+        p = torch.stack(probs).mean(0).clamp(PROB_EPS, 1.0 - PROB_EPS)
+        return torch.log(p) - torch.log1p(-p), *state_out
 
 
 def build(arch: str, hparams: dict) -> nn.Module:
-    """A model of ``arch`` (a key of ARCHS) built from JSON-able keyword arguments."""
+    """A model of ``arch`` (a key of ARCHS, or ENSEMBLE) built from JSON-able keyword arguments."""
+    if arch == ENSEMBLE:
+        return Ensemble(**hparams)
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r} (choose from {', '.join(ARCHS)})")
+        raise ValueError(f"unknown arch {arch!r} (choose from {', '.join([*ARCHS, ENSEMBLE])})")
     return ARCHS[arch](**hparams)
 
 

@@ -1,0 +1,92 @@
+"""``python -m rttag.train.ensemble``: members combined into one checkpoint, exported to one
+stateful ONNX graph whose probabilities are the mean of the members'; refusals are one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from rttag import LABELS  # noqa: E402
+from rttag.errors import RttagError  # noqa: E402
+from rttag.frontend import FrontendParams  # noqa: E402
+from rttag.runtime import OnnxModel  # noqa: E402
+from rttag.train import ensemble, export  # noqa: E402
+from rttag.train.models import build, zero_state  # noqa: E402
+
+SMALL = {"channels": [4, 4, 8], "hidden": 16}
+
+
+def member(path, seed, hparams=SMALL):
+    """A small random crnn checkpoint (non-trivial BatchNorm statistics) at ``path``."""
+    torch.manual_seed(seed)
+    model = build("crnn", hparams)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    config = {"arch": "crnn", "hparams": hparams, "name": f"m{seed}", "version": "0", "labels": list(LABELS),
+              "frontend": FrontendParams().to_dict(), "smoother": {"on_threshold": [0.4] * len(LABELS)},
+              "train": {"command": f"rttag train --seed {seed}", "wall_minutes": 1.0}}
+    torch.save({"state_dict": model.state_dict(), "config": config}, path)
+    return model.eval()
+
+
+def test_exported_ensemble_gives_the_mean_of_its_members(tmp_path):
+    members = [member(tmp_path / f"m{i}.pt", seed=i) for i in range(3)]
+    assert ensemble.main([str(tmp_path / f"m{i}.pt") for i in range(3)] + ["-o", str(tmp_path / "ens.pt")]) == 0
+
+    model, config = export.load_checkpoint(tmp_path / "ens.pt")
+    assert config["arch"] == "ensemble" and config["name"] == "crnn"
+    assert [m["file"] for m in config["members"]] == ["m0.pt", "m1.pt", "m2.pt"]
+    assert config["members"][1]["train"]["command"] == "rttag train --seed 1"
+    assert config["smoother"]["on_threshold"] == [0.4] * len(LABELS)
+
+    out = tmp_path / "ens.onnx"
+    export.export_onnx(model, config, out)
+    m = OnnxModel(out, providers="cpu")  # the runtime's own contract check
+    meta = json.loads(onnx.load(str(out)).metadata_props[0].value)
+    assert meta["arch"] == "ensemble"
+    assert m.info.state_names[:2] == ("m0_level", "m0_conv0") and m.info.state_names[-1] == "m2_gru_h"
+    assert len(m.info.state_names) == 3 * len(members[0].state_shapes())
+
+    feats = np.random.default_rng(1).normal(-5, 2, (2, 40, 64)).astype(np.float32)
+    with torch.no_grad():
+        each = [torch.sigmoid(mm(torch.from_numpy(feats), *zero_state(mm, 2))[0]).numpy() for mm in members]
+    mean = np.mean(each, axis=0)
+    # frame by frame, state carried, as the daemon runs it
+    state, frames = m.zero_state(2), []
+    for t in range(feats.shape[1]):
+        p, state = m.step(feats[:, t:t + 1], state)
+        frames.append(p)
+    streamed = np.concatenate(frames, axis=1)
+    np.testing.assert_allclose(streamed, mean, atol=1e-5)
+    # the members disagree, so the mean is not any one of them
+    assert min(np.abs(streamed - e).max() for e in each) > 1e-3
+
+
+def test_members_must_match(tmp_path):
+    member(tmp_path / "a.pt", seed=0)
+    member(tmp_path / "b.pt", seed=1, hparams={"channels": [4, 4, 8], "hidden": 24})
+    with pytest.raises(RttagError, match="differs from .* in 'hparams'"):
+        ensemble.combine([tmp_path / "a.pt", tmp_path / "b.pt"], "crnn", "1")
+    with pytest.raises(RttagError, match="at least 2"):
+        ensemble.combine([tmp_path / "a.pt"], "crnn", "1")
+    member(tmp_path / "c.pt", seed=2)
+    torch.save(ensemble.combine([tmp_path / "a.pt", tmp_path / "c.pt"], "crnn", "1"), tmp_path / "e.pt")
+    with pytest.raises(RttagError, match="is an ensemble already"):
+        ensemble.combine([tmp_path / "e.pt", tmp_path / "a.pt"], "crnn", "1")
+
+
+def test_cli_error_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    member(tmp_path / "a.pt", seed=0)
+    assert ensemble.main([str(tmp_path / "a.pt"), str(tmp_path / "bad.pt"), "-o", str(tmp_path / "e.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rttag: error: cannot load checkpoint")
+    assert not (tmp_path / "e.pt").exists()
