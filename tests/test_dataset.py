@@ -166,6 +166,8 @@ def test_bundled_validation_sources_only_widen_the_validation_split():
     assert len(speech) >= 3 and {s.package for s in before["validation"]["speech"]} < speech
     for label in ("music", "footsteps", "water"):
         assert len({s.package for s in after["validation"][label]}) == 2
+    alarm = {s.package for s in after["validation"]["alarm"]}
+    assert len(alarm) == 10 and {s.package for s in before["validation"]["alarm"]} < alarm
 
 
 @pytest.mark.parametrize("row, why", [
