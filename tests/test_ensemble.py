@@ -16,7 +16,7 @@ from rttag.errors import RttagError  # noqa: E402
 from rttag.frontend import FrontendParams  # noqa: E402
 from rttag.runtime import OnnxModel  # noqa: E402
 from rttag.train import ensemble, export  # noqa: E402
-from rttag.train.models import build, zero_state  # noqa: E402
+from rttag.train.models import build, n_params, zero_state  # noqa: E402
 
 SMALL = {"channels": [4, 4, 8], "hidden": 16}
 
@@ -30,8 +30,9 @@ def member(path, seed, hparams=SMALL):
             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 m.running_mean.uniform_(-1, 1)
                 m.running_var.uniform_(0.5, 2)
+    smoother = {k: [v] * len(LABELS) for k, v in export.DEFAULT_SMOOTHER.items()} | {"on_threshold": [0.4] * len(LABELS)}
     config = {"arch": "crnn", "hparams": hparams, "name": f"m{seed}", "version": "0", "labels": list(LABELS),
-              "frontend": FrontendParams().to_dict(), "smoother": {"on_threshold": [0.4] * len(LABELS)},
+              "frontend": FrontendParams().to_dict(), "smoother": smoother, "params": n_params(model),
               "train": {"command": f"rttag train --seed {seed}", "wall_minutes": 1.0}}
     torch.save({"state_dict": model.state_dict(), "config": config}, path)
     return model.eval()
@@ -90,3 +91,17 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rttag: error: cannot load checkpoint")
     assert not (tmp_path / "e.pt").exists()
+
+
+def test_model_card_lists_the_members(tmp_path):
+    from rttag.train import card
+    for i in range(2):
+        member(tmp_path / f"m{i}.pt", seed=i)
+    assert ensemble.main([str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "-o", str(tmp_path / "ens.pt")]) == 0
+    assert card.main([str(tmp_path / "ens.pt")]) == 0
+    text = (tmp_path / "ens.md").read_text()
+    assert "Prediction ensemble" in text and "## Members" in text
+    assert "`m0.pt`" in text and "`m1.pt`" in text
+    assert "rttag train --seed 0" in text and "rttag train --seed 1" in text
+    assert card.main([str(tmp_path / "m0.pt")]) == 0  # a single model's card has no members section
+    assert "## Members" not in (tmp_path / "m0.md").read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import LABELS
 from ..smoother import FIELDS as SMOOTHER_FIELDS
+from .models import ENSEMBLE
 
 DESCRIPTION = {
     "crnn": "Stateful CRNN (default model): in-graph level normalisation (running 4 s level average as "
@@ -25,6 +26,10 @@ DESCRIPTION = {
                    "No recurrence.",
     "frame-mlp": "Framewise baseline: in-graph level normalisation → per-frame MLP (384-384) on one log-mel "
                  "frame → per-class sigmoids. Its only state is the running level average.",
+    ENSEMBLE: "Prediction ensemble of stateful CRNNs (default model): the members below run side by side on the "
+              "same log-mel frames, each with its own state (in-graph level normalisation, three causal 3×3 conv "
+              "blocks with 60 ms look-back, linear 128, GRU 128, per-class logits plus a skip read-out of the conv "
+              "features), and the output is the mean of their per-class probabilities.",
 }
 LICENCE = ("Weights trained by the rttag project; released under the same terms as the rttag code. "
            "The training recordings are the freely licensed Debian-packaged sounds fetched by "
@@ -69,6 +74,9 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
     if onnx_meta:
         st = onnx_meta["state"]
         lines.append("| state | " + (", ".join(f"`{n}` {st['shapes'][n]}" for n in st["names"]) or "none") + " |")
+    if config["arch"] == ENSEMBLE:
+        lines += _members(config["members"])
+        return "\n".join(lines + _tail(config, sm, onnx_meta, drift))
     lines += ["", "## Data", "",
               f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
               f"validation {tr.get('validation_hours', '?')} h (packages not used in training for that label), test "
@@ -100,6 +108,27 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
                      f"{sm['on_threshold'][k]:.3f} | {sm['off_threshold'][k]:.3f} | {sm['onset_lag_s'][k]:.2f} |")
     lines += ["", f"Initial smoother block from training (validation): the on/off thresholds and onset lags above, "
               f"min_on_s {sm['min_on_s'][0]}, min_off_s {sm['min_off_s'][0]} for every class."]
+    return "\n".join(lines + _tail(config, sm, onnx_meta, drift))
+
+
+def _members(members: list[dict]) -> list[str]:
+    """The card section of an ensemble's members: file, SHA-256, training commands and frame metrics."""
+    lines = ["", "## Members", "",
+             f"{len(members)} models trained separately (`rttag train`) and combined with "
+             "`python -m rttag.train.ensemble` (docs/TRAINING.md); each runs on the same features with its own "
+             "state, and the output is the mean of their probabilities.", ""]
+    for i, m in enumerate(members):
+        tr, val, test = m.get("train", {}), m.get("metrics", {}).get("validation", {}), m.get("metrics", {}).get("test", {})
+        lines += [f"### m{i}: `{m['file']}` (SHA-256 `{m['sha256'][:16]}…`)", "", "```sh", *_commands(tr), "```", "",
+                  f"Wall time {_total_minutes(tr):.1f} min in all on {tr.get('device', '?')}, data `{tr.get('data', '?')}`; "
+                  f"frame mAP validation {_fmt(val.get('mAP'))}, test {_fmt(test.get('mAP'))} "
+                  "(thresholds and epochs chosen on validation).", ""]
+    return lines
+
+
+def _tail(config: dict, sm: dict, onnx_meta: dict | None, drift: dict | None) -> list[str]:
+    """The shipped smoother block (where it differs from ``sm``), the drift check and the licence."""
+    lines = []
     shipped = onnx_meta["smoother"] if onnx_meta else sm
     if shipped != sm:
         lines += ["The shipped ONNX carries a block re-tuned on validation with the real smoother (`rttag tune`):", "",
@@ -120,7 +149,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
                   f"Result: **{'pass' if drift['pass'] else 'FAIL'}** (last window not worse than the first), with "
                   + ("the shipped smoother block." if drift.get("smoother") == shipped else "the initial smoother block.")]
     lines += ["", "## Licence", "", LICENCE, ""]
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
