@@ -46,8 +46,9 @@ def test_metadata_matches_the_runtime(shipped: OnnxModel):
     info = shipped.info
     assert info.frontend == FrontendParams()
     assert info.labels == LABELS
-    assert info.name == info.arch and info.arch in SHIPPED
-    assert 100_000 <= info.params <= 500_000
+    # the default crnn may be a prediction ensemble of crnns (rttag.train.ensemble)
+    assert info.name in SHIPPED and info.arch in (info.name, "ensemble")
+    assert 100_000 <= info.params <= 1_000_000
     assert Path(shipped.path).stat().st_size < MAX_BYTES
     meta = json.loads(shipped.session.get_modelmeta().custom_metadata_map["rttag"])
     assert meta["format"] == 1
