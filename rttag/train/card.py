@@ -76,7 +76,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
         lines.append("| state | " + (", ".join(f"`{n}` {st['shapes'][n]}" for n in st["names"]) or "none") + " |")
     if config["arch"] == ENSEMBLE:
         lines += _members(config["members"])
-        return "\n".join(lines + _tail(config, sm, onnx_meta, drift))
+        return "\n".join(lines + _tail(sm, onnx_meta, drift))
     lines += ["", "## Data", "",
               f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
               f"validation {tr.get('validation_hours', '?')} h (packages not used in training for that label), test "
@@ -108,7 +108,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
                      f"{sm['on_threshold'][k]:.3f} | {sm['off_threshold'][k]:.3f} | {sm['onset_lag_s'][k]:.2f} |")
     lines += ["", f"Initial smoother block from training (validation): the on/off thresholds and onset lags above, "
               f"min_on_s {sm['min_on_s'][0]}, min_off_s {sm['min_off_s'][0]} for every class."]
-    return "\n".join(lines + _tail(config, sm, onnx_meta, drift))
+    return "\n".join(lines + _tail(sm, onnx_meta, drift))
 
 
 def _members(members: list[dict]) -> list[str]:
@@ -126,7 +126,7 @@ def _members(members: list[dict]) -> list[str]:
     return lines
 
 
-def _tail(config: dict, sm: dict, onnx_meta: dict | None, drift: dict | None) -> list[str]:
+def _tail(sm: dict, onnx_meta: dict | None, drift: dict | None) -> list[str]:
     """The shipped smoother block (where it differs from ``sm``), the drift check and the licence."""
     lines = []
     shipped = onnx_meta["smoother"] if onnx_meta else sm

@@ -197,8 +197,9 @@ PROB_EPS = 1e-6
 class Ensemble(nn.Module):
     """``members`` models of one arch run side by side on the same features, each carrying its
     own state; the output is the logit of the mean of their probabilities, so the exported
-    graph's sigmoid gives that mean. (A prediction ensemble: members trained from different
-    seeds err on different recordings, and the mean errs less than most of them.)
+    graph's sigmoid gives that mean. (A prediction ensemble: members trained with different
+    seeds or recipes miss different recordings, and their mean is meant to miss fewer; measured
+    in docs/TRAINING.md, "Prediction ensembles".)
 
     States: each member's, prefixed ``m{i}_`` (member i's ``gru_h`` is ``m{i}_gru_h``).
     feats ``[B, T, n_mels]`` → logits ``[B, T, n_classes]``, state out.
