@@ -4,6 +4,7 @@ trainer's contract (checkpoint contents, the stage chain, exportability), not mo
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +88,15 @@ def test_init_of_another_arch_is_one_error_line(dataset, tmp_path):
                      env=env, timeout=300)
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and err == [f"rttag: error: --init {first} is a frame-mlp, not a crnn"]
+
+
+def test_init_from_the_shipped_ensemble_is_one_error_line(dataset, tmp_path):
+    shipped = Path(__file__).resolve().parent.parent / "models" / "crnn.pt"
+    proc = run_rttag("train", "--arch", "crnn", "--init", str(shipped), "-o", str(tmp_path / "x.pt"), "--data",
+                     str(dataset), "--minutes", "1", env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1
+    assert err[0].startswith(f"rttag: error: --init {shipped} is an ensemble of 5 models")
 
 
 def test_ema_decay_out_of_range_is_one_error_line(dataset, tmp_path):

@@ -51,7 +51,7 @@ from ..frontend import FrontendParams
 from . import augment, metrics
 from .export import load_checkpoint
 from .features import SplitData, load_split
-from .models import ARCHS, build, n_params, zero_state
+from .models import ARCHS, ENSEMBLE, build, n_params, zero_state
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +244,9 @@ def run(args: argparse.Namespace) -> int:
     init = {}
     if args.init:
         model, init = load_checkpoint(args.init)
+        if init["arch"] == ENSEMBLE:
+            raise RttagError(f"--init {args.init} is an ensemble of {init['hparams']['members']} models; "
+                             "continue from one member's checkpoint (the model card names them)")
         if init["arch"] != args.arch:
             raise RttagError(f"--init {args.init} is a {init['arch']}, not a {args.arch}")
         model, hparams = model.to(device), init["hparams"]
