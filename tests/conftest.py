@@ -20,6 +20,18 @@ DEMO_WAV = REPO / "rttag" / "assets" / "demo.wav"
 HIDDEN = 8
 
 
+def randomise_batchnorm(model) -> None:
+    """Give every BatchNorm layer of a torch ``model`` non-trivial running statistics, so that
+    eval mode (what export and the runtime use) differs from training mode. Needs torch."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+
+
 def make_gru_model(path: Path, seed: int = 0, metadata: dict | None = None, n_mels: int = 64) -> Path:
     """Write a randomly initialised stateful model: GRU(feats) → linear + loudness term → sigmoid.
 

@@ -17,6 +17,7 @@ from rttag.frontend import FrontendParams  # noqa: E402
 from rttag.runtime import OnnxModel  # noqa: E402
 from rttag.train import ensemble, export  # noqa: E402
 from rttag.train.models import build, n_params, zero_state  # noqa: E402
+from conftest import randomise_batchnorm  # noqa: E402
 
 SMALL = {"channels": [4, 4, 8], "hidden": 16}
 
@@ -25,11 +26,7 @@ def member(path, seed, hparams=SMALL):
     """A small random crnn checkpoint (non-trivial BatchNorm statistics) at ``path``."""
     torch.manual_seed(seed)
     model = build("crnn", hparams)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
+    randomise_batchnorm(model)
     smoother = {k: [v] * len(LABELS) for k, v in export.DEFAULT_SMOOTHER.items()} | {"on_threshold": [0.4] * len(LABELS)}
     config = {"arch": "crnn", "hparams": hparams, "name": f"m{seed}", "version": "0", "labels": list(LABELS),
               "frontend": FrontendParams().to_dict(), "smoother": smoother, "params": n_params(model),

@@ -19,6 +19,7 @@ from rttag.frontend import FrontendParams  # noqa: E402
 from rttag.runtime import OnnxModel  # noqa: E402
 from rttag.train import export  # noqa: E402
 from rttag.train.models import build, n_params  # noqa: E402
+from conftest import randomise_batchnorm  # noqa: E402
 
 SMALL = {"crnn": {"channels": [4, 4, 8], "hidden": 16},
          "frame-mlp": {"hidden": 32},
@@ -41,11 +42,7 @@ def audio(tmp_path_factory):
 def save_checkpoint(path, arch, smoother=None):
     torch.manual_seed(0)
     model = build(arch, SMALL[arch])
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode is exercised
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
+    randomise_batchnorm(model)
     config = {"arch": arch, "hparams": SMALL[arch], "name": f"test-{arch}", "version": "0",
               "labels": list(LABELS), "frontend": FrontendParams().to_dict()}
     if smoother:

@@ -210,13 +210,12 @@ class Ensemble(nn.Module):
         if arch not in ARCHS:
             raise ValueError(f"unknown member arch {arch!r} (choose from {', '.join(ARCHS)})")
         self.members = nn.ModuleList(ARCHS[arch](**(hparams or {})) for _ in range(members))
-        self.per_member = len(self.members[0].state_shapes())
 
     def state_shapes(self) -> dict[str, list[int]]:
         return {f"m{i}_{name}": shape for i, m in enumerate(self.members) for name, shape in m.state_shapes().items()}
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        k, probs, state_out = self.per_member, [], []
+        k, probs, state_out = len(self.members[0].state_shapes()), [], []
         for i, member in enumerate(self.members):
             logits, *s = member(x, *state[i * k:(i + 1) * k])
             probs.append(torch.sigmoid(logits))
