@@ -168,6 +168,8 @@ def test_bundled_validation_sources_only_widen_the_validation_split():
         assert len({s.package for s in after["validation"][label]}) == 2
     alarm = {s.package for s in after["validation"]["alarm"]}
     assert len(alarm) == 10 and {s.package for s in before["validation"]["alarm"]} < alarm
+    bird = {s.package for s in after["validation"]["bird"]}
+    assert len(bird) == 4 and {s.package for s in before["validation"]["bird"]} < bird
 
 
 @pytest.mark.parametrize("row, why", [
