@@ -235,6 +235,12 @@ def smooth(probs: np.ndarray, labels: Sequence[str], params: SmootherParams, tim
     return detections_from_events([*smoother.update(probs, logmel), *smoother.close(t_end)])
 
 
+def smooth_runs(runs: dict, labels: Sequence[str], params: SmootherParams, timing: FrameTiming) -> dict[str, list[Detection]]:
+    """:func:`smooth` over every cached run (``{file name: FileRun}``, log-mel frames included)
+    with one setting: ``{file name: detections}``."""
+    return {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
+
+
 @dataclass
 class FileRun:
     """One model over one file: ``probs [T, n_classes]``, the log-mel frames ``logmel [T,
@@ -607,7 +613,7 @@ def run(args) -> int:
         walls[name]["psds_s"] = time.perf_counter() - t1
         smoothed = {n: r.detections for n, r in runs.items()}
         raw_params = SmootherParams.raw(info.smoother.on_threshold)
-        raw = {n: smooth(r.probs, info.labels, raw_params, timing, r.t_end) for n, r in runs.items()}
+        raw = smooth_runs(runs, info.labels, raw_params, timing)
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
             scores = score_system(split, dets, info.labels, psds)

@@ -85,7 +85,7 @@ import numpy as np
 
 from .errors import RttagError
 from .evaluate import (OFFSET_FRACTION, T_COLLAR_S, Detection, FrameTiming, Split, load_split, match_onsets,
-                       model_path, run_model, sed_scores, smooth)
+                       model_path, run_model, sed_scores, smooth_runs)
 from .smoother import FIELDS, SmootherParams
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     with the onset lag measured at lag 0 and then applied; ``with_offsets``: the offset lag of
     :func:`offset_lags` too (else 0)."""
     rows = {label: (*values_by_label[label], *(0.0,) * (len(FIELDS) - 4)) for label in labels}
-    dets = {name: smooth(r.probs, labels, _params(rows, labels), timing, r.t_end) for name, r in runs.items()}
+    dets = smooth_runs(runs, labels, _params(rows, labels), timing)
     ends = {name: r.t_end for name, r in runs.items()}
     onset_lag = onset_lags(split, dets, labels)
     no_lag = dict.fromkeys(labels, 0.0)
@@ -322,7 +322,7 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
     def hits_with(excess_db: dict[str, float]) -> tuple[dict, dict[str, int]]:
         params = _params({label: _with(scored[label].values, "offset_excess_db", excess_db[label])
                           for label in labels}, labels)
-        dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
+        dets = smooth_runs(runs, labels, params, timing)
         return dets, {label: int(h[0]) for label, h in offset_hits(split, dets, labels, ends, zero).items()}
 
     dets, best_hits = hits_with(dict.fromkeys(labels, 0.0))
@@ -359,8 +359,7 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
     for dominance in GRID_DOMINANCE:
         rows = {label: _with(placed[label].values if label in placed else silent, "dominance", dominance)
                 for label in labels}
-        params = _params(rows, labels)
-        dets = {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}
+        dets = smooth_runs(runs, labels, _params(rows, labels), timing)
         scores, lat = sed_scores(split, dets, labels), latency_lists(split, dets, labels)
         for label in pool:
             latency = float(np.median(lat[label])) if lat[label] else float("nan")
