@@ -113,7 +113,7 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
 # --------------------------------------------------------------- synthetic recordings
 
 
-@pytest.mark.parametrize("label", ["alarm", "door", "explosion", "dog", "engine", "water"])
+@pytest.mark.parametrize("label", ["alarm", "door", "explosion", "dog", "engine", "water", "background"])
 def test_synthetic_recordings_are_deterministic_trimmed_and_bounded(label):
     from rttag.dataset import synth
 

@@ -33,8 +33,10 @@ from . import synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
 SYNTHETIC_CLIPS = 100
-SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3, "dog": 0.5, "engine": 0.3, "water": 0.3}
-"""Per label, the chance that a training event is a generated one (rttag.dataset.synth)."""
+SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3, "dog": 0.5, "engine": 0.3, "water": 0.3,
+                   "background": 0.5}
+"""Per label, the chance that a training event (for ``background``: a training clip's ambience)
+is a generated one (rttag.dataset.synth)."""
 DEFAULT_SYNTHETIC_LABELS = ("alarm", "door", "explosion")
 """The labels that get generated recordings unless ``--synthetic-labels`` says otherwise."""
 _POOLS: dict = {}

@@ -1,5 +1,5 @@
 """Synthetic recordings for the training split's thinnest labels: alarm, door, explosion, dog,
-engine, water.
+engine, water, and unlabelled background.
 
 The vetted Debian sources hold only a handful of real alarms and doors on the training side
 (three or four packages once validation is held out) and short, game-processed explosions:
@@ -12,8 +12,10 @@ pulse train with a pitch contour through formants); for ``engine`` combustion en
 pulse per firing through body and exhaust resonances) and turbines / electric motors (roar
 plus a gliding whine); for ``water`` streams, rain and pouring / splashing (bubble pops over
 band-passed noise) — that the mixer then treats like any other source (speed, filters,
-reverberation, level). ``rttag data build`` uses the first three labels by default; the
-other three are an option (``--synthetic-labels``). They feed the ``train`` split only:
+reverberation, level). For ``background`` (unlabelled ambience, of which the training split
+has one package's weather) it generates room tone / hiss and wind, which the mixer lays under
+events like the real ambience. ``rttag data build`` uses the first three labels by default; the
+others are an option (``--synthetic-labels``). They feed the ``train`` split only:
 validation and test stay real recordings from other packages, so every figure that chooses
 or reports a model is measured on real audio.
 
@@ -397,6 +399,35 @@ def pour(rng: np.random.Generator) -> np.ndarray:
     return _unit_peak(burst) + _unit_peak(settle) * rng.uniform(0.3, 0.8)
 
 
+def noise(rng: np.random.Generator) -> np.ndarray:
+    """Room tone, ventilation or distant traffic hiss (8–12 s): noise with a spectral slope
+    between white and brown (power ∝ f^-α, α 0–2), up to two broad ±6 dB bumps, and a slow
+    level drift of a few dB. An unlabelled background, not an event."""
+    seconds = rng.uniform(8.0, 12.0)
+    n = int(seconds * SR)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / SR)
+    gain_db = -10 * rng.uniform(0.0, 2.0) * np.log10(np.maximum(f, 20.0) / 20.0) / 2
+    for _ in range(int(rng.integers(3))):
+        centre, width = np.log2(rng.uniform(100, 6000)), rng.uniform(0.5, 2.0)
+        gain_db = gain_db + rng.uniform(-6, 6) * np.exp(-0.5 * ((np.log2(np.maximum(f, 20.0)) - centre) / width) ** 2)
+    x = np.fft.irfft(spec * 10 ** (gain_db / 20), n)
+    return _unit_rms(x) * np.exp(0.25 * _smooth_walk(seconds, rng.uniform(0.1, 0.5), rng))
+
+
+def wind(rng: np.random.Generator) -> np.ndarray:
+    """Wind (8–12 s): two to four broad noise bands (100–1500 Hz) whose levels rise and fall in
+    gusts, over a low rumble. An unlabelled background, not an event."""
+    seconds = rng.uniform(8.0, 12.0)
+    n = int(seconds * SR)
+    x = np.zeros(n)
+    for _ in range(int(rng.integers(2, 5))):
+        band = _resonate(rng.standard_normal(n), np.exp(rng.uniform(np.log(100), np.log(1500))), rng.uniform(0.5, 2.0))
+        x += _unit_rms(band) * (1 + 0.8 * _smooth_walk(seconds, rng.uniform(0.3, 2.0), rng)) ** 2
+    rumble = lfilter([1.0], [1.0, -0.995], rng.standard_normal(n))
+    return _unit_rms(x) + rng.uniform(0.0, 1.0) * _unit_rms(rumble - rumble.mean())
+
+
 GENERATORS = {
     "alarm": {"siren": siren, "beeps": beeps, "phone": phone, "bell": bell, "buzzer": buzzer},
     "door": {"knock": knock, "slam": slam, "creak": creak},
@@ -404,9 +435,10 @@ GENERATORS = {
     "dog": {"bark": bark, "growl": growl, "whine": whine},
     "engine": {"combustion": combustion, "turbine": turbine},
     "water": {"stream": stream, "rain": rain, "pour": pour},
+    "background": {"noise": noise, "wind": wind},
 }
 """Generators per label; a pool takes the kinds of its label in turn."""
-SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,), "dog": (3,), "engine": (4,), "water": (5,)}
+SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,), "dog": (3,), "engine": (4,), "water": (5,), "background": (6,)}
 """Extra RNG key per label, so each label's clips are independent (alarm's is empty: its
 clips are those of the first builds, which generated alarms only)."""
 
