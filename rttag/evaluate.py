@@ -235,7 +235,8 @@ def smooth(probs: np.ndarray, labels: Sequence[str], params: SmootherParams, tim
     return detections_from_events([*smoother.update(probs, logmel), *smoother.close(t_end)])
 
 
-def smooth_runs(runs: dict, labels: Sequence[str], params: SmootherParams, timing: FrameTiming) -> dict[str, list[Detection]]:
+def smooth_runs(runs: dict, labels: Sequence[str], params: SmootherParams,
+                timing: FrameTiming) -> dict[str, list[Detection]]:
     """:func:`smooth` over every cached run (``{file name: FileRun}``, log-mel frames included)
     with one setting: ``{file name: detections}``."""
     return {name: smooth(r.probs, labels, params, timing, r.t_end, r.logmel) for name, r in runs.items()}

@@ -401,13 +401,13 @@ def pour(rng: np.random.Generator) -> np.ndarray:
 
 def noise(rng: np.random.Generator) -> np.ndarray:
     """Room tone, ventilation or distant traffic hiss (8–12 s): noise with a spectral slope
-    between white and brown (power ∝ f^-α, α 0–2), up to two broad ±6 dB bumps, and a slow
-    level drift of a few dB. An unlabelled background, not an event."""
+    between white and pink (power ∝ f^-β above 20 Hz, β 0–1), up to two broad ±6 dB bumps, and
+    a slow level drift of a few dB. An unlabelled background, not an event."""
     seconds = rng.uniform(8.0, 12.0)
     n = int(seconds * SR)
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.fft.rfftfreq(n, 1 / SR)
-    gain_db = -10 * rng.uniform(0.0, 2.0) * np.log10(np.maximum(f, 20.0) / 20.0) / 2
+    gain_db = -10 * rng.uniform(0.0, 2.0) * np.log10(np.maximum(f, 20.0) / 20.0) / 2  # power ∝ f^-β, β = draw / 2
     for _ in range(int(rng.integers(3))):
         centre, width = np.log2(rng.uniform(100, 6000)), rng.uniform(0.5, 2.0)
         gain_db = gain_db + rng.uniform(-6, 6) * np.exp(-0.5 * ((np.log2(np.maximum(f, 20.0)) - centre) / width) ** 2)
