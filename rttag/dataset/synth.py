@@ -406,11 +406,12 @@ def noise(rng: np.random.Generator) -> np.ndarray:
     seconds = rng.uniform(8.0, 12.0)
     n = int(seconds * SR)
     spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / SR)
-    gain_db = -10 * rng.uniform(0.0, 2.0) * np.log10(np.maximum(f, 20.0) / 20.0) / 2  # power ∝ f^-β, β = draw / 2
+    f = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)  # Hz; the slope stops below 20 Hz
+    gain_db = -10 * rng.uniform(0.0, 2.0) * np.log10(f / 20.0) / 2  # power ∝ f^-β, β = draw / 2
+    octave = np.log2(f)
     for _ in range(int(rng.integers(3))):
         centre, width = np.log2(rng.uniform(100, 6000)), rng.uniform(0.5, 2.0)
-        gain_db = gain_db + rng.uniform(-6, 6) * np.exp(-0.5 * ((np.log2(np.maximum(f, 20.0)) - centre) / width) ** 2)
+        gain_db = gain_db + rng.uniform(-6, 6) * np.exp(-0.5 * ((octave - centre) / width) ** 2)
     x = np.fft.irfft(spec * 10 ** (gain_db / 20), n)
     return _unit_rms(x) * np.exp(0.25 * _smooth_walk(seconds, rng.uniform(0.1, 0.5), rng))
 
