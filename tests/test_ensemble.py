@@ -75,10 +75,25 @@ def test_members_must_match(tmp_path):
         ensemble.combine([tmp_path / "a.pt", tmp_path / "b.pt"], "crnn", "1")
     with pytest.raises(RttagError, match="at least 2"):
         ensemble.combine([tmp_path / "a.pt"], "crnn", "1")
-    member(tmp_path / "c.pt", seed=2)
-    torch.save(ensemble.combine([tmp_path / "a.pt", tmp_path / "c.pt"], "crnn", "1"), tmp_path / "e.pt")
-    with pytest.raises(RttagError, match="is an ensemble already"):
-        ensemble.combine([tmp_path / "e.pt", tmp_path / "a.pt"], "crnn", "1")
+    with pytest.raises(RttagError, match="differs from .* in 'hparams'"):
+        ensemble.combine([tmp_path / "b.pt", tmp_path / "a.pt", tmp_path / "a.pt"], "crnn", "1")
+
+
+def test_an_ensemble_given_as_input_adds_its_members(tmp_path):
+    models = [member(tmp_path / f"m{i}.pt", seed=i) for i in range(3)]
+    torch.save(ensemble.combine([tmp_path / "m0.pt", tmp_path / "m1.pt"], "crnn", "1"), tmp_path / "e.pt")
+    ckpt = ensemble.combine([tmp_path / "e.pt", tmp_path / "m2.pt"], "crnn", "2")
+    config = ckpt["config"]
+    assert config["hparams"]["members"] == 3 and [m["file"] for m in config["members"]] == ["m0.pt", "m1.pt", "m2.pt"]
+    assert config["members"][1]["train"]["command"] == "rttag train --seed 1"
+    assert config["smoother"]["on_threshold"] == [0.4] * len(LABELS)
+    for i, model in enumerate(models):
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(ckpt["state_dict"][f"members.{i}.{key}"], value, rtol=0, atol=0)
+    # an ensemble of other members' shape is refused like any other mismatch
+    member(tmp_path / "big.pt", seed=3, hparams={"channels": [4, 4, 8], "hidden": 24})
+    with pytest.raises(RttagError, match="differs from .* in 'hparams'"):
+        ensemble.combine([tmp_path / "e.pt", tmp_path / "big.pt"], "crnn", "1")
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):

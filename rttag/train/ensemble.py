@@ -3,6 +3,7 @@
 
 Writes one checkpoint of arch ``ensemble`` (:class:`rttag.train.models.Ensemble`): the members
 run side by side, each with its own state, and the output is the mean of their probabilities.
+An ensemble given as input contributes its members, so an ensemble can be extended.
 ``rttag export`` turns it into one stateful ONNX graph like any other checkpoint. The members
 must share arch, hyper-parameters, labels and frontend. The config keeps each member's file
 name, SHA-256 and training record (for the model card); the smoother block is the first
@@ -29,34 +30,47 @@ SHARED = ("arch", "hparams", "labels", "frontend")
 """Config keys every member must have equal."""
 
 
+def _members(path: Path) -> list[tuple[torch.nn.Module, dict, dict]]:
+    """``(model, config, record)`` for each member model in the checkpoint at ``path``: the
+    checkpoint itself for a single model, each member for an ensemble (its config rebuilt from the
+    ensemble's, its record the one the ensemble kept)."""
+    model, config = load_checkpoint(path)
+    if config["arch"] != ENSEMBLE:
+        record = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "name": config.get("name"),
+                  "train": config.get("train", {}), "metrics": config.get("metrics", {})}
+        return [(model, config, record)]
+    inner = config["hparams"]
+    shared = {"arch": inner["arch"], "hparams": inner["hparams"], "labels": config["labels"],
+              "frontend": config["frontend"], "smoother": config.get("smoother", {})}
+    return [(member, shared, record) for member, record in zip(model.members, config["members"])]
+
+
 def combine(paths: list[Path], name: str, version: str) -> dict:
-    """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints at ``paths``."""
-    if len(paths) < 2:
-        raise RttagError("an ensemble needs at least 2 member checkpoints")
-    loaded = [load_checkpoint(p) for p in paths]
-    first = loaded[0][1]
-    if first["arch"] == ENSEMBLE:
-        raise RttagError(f"{paths[0]} is an ensemble already; list its members instead")
-    for path, (_, config) in zip(paths[1:], loaded[1:]):
+    """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints at ``paths``; an
+    ensemble among them contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``)."""
+    loaded = [(path, *m) for path in paths for m in _members(path)]
+    if len(loaded) < 2:
+        raise RttagError("an ensemble needs at least 2 member models")
+    first_path, _, first, _ = loaded[0]
+    for path, _, config, _ in loaded[1:]:
         for key in SHARED:
             if config.get(key) != first.get(key):
-                raise RttagError(f"{path} differs from {paths[0]} in {key!r}; ensemble members must share "
+                raise RttagError(f"{path} differs from {first_path} in {key!r}; ensemble members must share "
                                  f"{', '.join(SHARED)}")
-    hparams = {"arch": first["arch"], "members": len(paths), "hparams": first["hparams"]}
+    hparams = {"arch": first["arch"], "members": len(loaded), "hparams": first["hparams"]}
     model = build(ENSEMBLE, hparams)
-    for member, (trained, _) in zip(model.members, loaded):
+    for member, (_, trained, _, _) in zip(model.members, loaded):
         member.load_state_dict(trained.state_dict())
-    members = [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "name": c.get("name"),
-                "train": c.get("train", {}), "metrics": c.get("metrics", {})} for p, (_, c) in zip(paths, loaded)]
     config = {"arch": ENSEMBLE, "hparams": hparams, "name": name, "version": version, "labels": first["labels"],
               "frontend": first["frontend"], "smoother": first.get("smoother", {}), "params": n_params(model),
-              "members": members}
+              "members": [record for *_, record in loaded]}
     return {"state_dict": model.state_dict(), "config": config}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rttag.train.ensemble", description=__doc__.splitlines()[0])
-    parser.add_argument("members", nargs="+", help="member checkpoints written by 'rttag train' (.pt)")
+    parser.add_argument("members", nargs="+",
+                        help="member checkpoints written by 'rttag train' (.pt); an ensemble adds its members")
     parser.add_argument("-o", "--output", required=True, help="ensemble checkpoint to write (.pt)")
     parser.add_argument("--name", default="crnn", help="model name in the metadata (default: crnn)")
     parser.add_argument("--version", default="1")
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except RttagError as exc:
         print(f"rttag: error: {exc}", file=sys.stderr)
         return 2
-    log.info("wrote %s: %d × %s, %d parameters", out, len(args.members), ckpt["config"]["hparams"]["arch"],
+    log.info("wrote %s: %d × %s, %d parameters", out, ckpt["config"]["hparams"]["members"], ckpt["config"]["hparams"]["arch"],
              ckpt["config"]["params"])
     return 0
 
