@@ -29,7 +29,7 @@ from .. import LABELS
 from .sources import (Source, copyright_stanza, credited_licence, default_extra_sources_tsv, default_sources_tsv,
                       default_validation_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources)
 from .splits import SPLITS, assign, check_extra, check_validation
-from . import synth
+from . import leaks, synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
 SYNTHETIC_CLIPS = 100
@@ -192,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"rttag data build: skipped {p}", file=sys.stderr)
     by_split = assign(sources)
+    leaked = leaks.screen(by_split, audio)
+    for leak in leaked:
+        print(f"rttag data build: left out {leak.describe()}", file=sys.stderr)
+    dropped = {(leak.split, leak.held_out.key) for leak in leaked}
+    by_split = {split: {label: [s for s in srcs if (split, s.key) not in dropped] for label, srcs in by_label.items()}
+                for split, by_label in by_split.items()}
     global _POOLS
     _POOLS = {split: make_pools(by_split[split], audio, per_package=split == "validation") for split in SPLITS}
     synthetic = [label for label in args.synthetic_labels.split(",") if label] if args.synthetic > 0 else []
@@ -225,6 +231,10 @@ def run(args: argparse.Namespace) -> int:
             "labels": summary(rows, split),
             "packages": {label: sorted({p for p, _ in _POOLS[split][label].ids}) for label in sorted(_POOLS[split])}}
     manifest["validation_packages"] = manifest["splits"]["validation"]["packages"]  # per label, the packages tuned on
+    manifest["leaks_left_out"] = [{"split": leak.split, "package": leak.held_out.package, "path": leak.held_out.path,
+                                   "repeats": {"split": leak.match_split, "package": leak.match.package,
+                                               "path": leak.match.path}, "similarity": round(leak.similarity, 3)}
+                                  for leak in leaked]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     write_attribution(out, used, licences, cache)
     print(f"rttag data build: wrote {out} in {time.time() - t0:.0f} s", file=sys.stderr)
