@@ -35,7 +35,7 @@ from .sources import SAMPLE_RATE, Source
 
 N_FFT = 1024
 HOP = 320
-"""STFT frame and hop (samples at 16 kHz): 32 ms frames, 20 ms hop."""
+"""STFT frame and hop (samples at 16 kHz): 64 ms frames, 20 ms hop."""
 BANDS = 48
 FRAMES = 128
 """Envelope frames compared per recording (2.56 s)."""
@@ -56,7 +56,8 @@ EARLIER = {"validation": ("train",), "test": ("train", "validation")}
 
 @dataclass(frozen=True)
 class Leak:
-    """A held-out recording that repeats an earlier split's recording."""
+    """A held-out recording that repeats an earlier split's recording; ``similarity`` is their
+    waveform correlation (:func:`waveform_similarity`)."""
 
     held_out: Source
     split: str
@@ -74,8 +75,9 @@ _MEL = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=BANDS, fmin=50.0,
 
 
 def envelope(audio: np.ndarray) -> tuple[np.ndarray, int]:
-    """The standardised band envelope ``[FRAMES, BANDS]`` of mono 16 kHz ``audio`` (zero past its
-    end) and the number of frames that hold audio (≤ ``FRAMES``)."""
+    """The centred band envelope ``[FRAMES, BANDS]`` of mono 16 kHz ``audio`` (log band energies
+    minus their per-band and per-frame means; zero past its end) and the number of frames that hold
+    audio (≤ ``FRAMES``; 0 for audio shorter than one frame)."""
     y = np.asarray(audio[: N_FFT + HOP * (FRAMES - 1)], dtype=np.float64)
     n = 1 + max(0, len(y) - N_FFT) // HOP if len(y) >= N_FFT else 0
     out = np.zeros((FRAMES, BANDS))
