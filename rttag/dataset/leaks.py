@@ -131,7 +131,7 @@ def waveform_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def screen(by_split: dict[str, dict[str, list[Source]]], audio: dict[str, np.ndarray]) -> list[Leak]:
     """Every held-out recording (validation, test) that repeats a recording of a split before it
-    (``EARLIER``), with its best match; ``by_split`` as :func:`rttag.dataset.splits.assign` gives it,
+    (``EARLIER``), once, with its best match; ``by_split`` as :func:`rttag.dataset.splits.assign` gives it,
     ``audio`` the decoded recordings by source key (sources without audio are skipped)."""
     stacks = {}
     for split, by_label in by_split.items():
@@ -139,7 +139,7 @@ def screen(by_split: dict[str, dict[str, list[Source]]], audio: dict[str, np.nda
         envs = [envelope(audio[s.key]) for s in srcs]
         stacks[split] = (srcs, (np.array([e for e, _ in envs]).reshape(-1, FRAMES, BANDS),
                                 np.array([n for _, n in envs], dtype=int)))
-    leaks = []
+    best: dict[tuple[str, Source], Leak] = {}
     for split, earlier in EARLIER.items():
         held, held_env = stacks.get(split, ([], None))
         if not held:
@@ -151,6 +151,7 @@ def screen(by_split: dict[str, dict[str, list[Source]]], audio: dict[str, np.nda
             sim = similarity(held_env, cand_env)
             for i, j in np.argwhere(sim >= CANDIDATE):
                 score = waveform_similarity(audio[held[i].key], audio[cands[j].key])
-                if score >= THRESHOLD:
-                    leaks.append(Leak(held[i], split, cands[j], other, score))
-    return leaks
+                key = (split, held[i])
+                if score >= THRESHOLD and (key not in best or score > best[key].similarity):
+                    best[key] = Leak(held[i], split, cands[j], other, score)
+    return list(best.values())

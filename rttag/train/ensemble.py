@@ -36,8 +36,8 @@ def _members(path: Path) -> list[tuple[torch.nn.Module, dict, dict]]:
     ensemble's, its record the one the ensemble kept)."""
     model, config = load_checkpoint(path)
     if config["arch"] != ENSEMBLE:
-        record = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "name": config.get("name"),
-                  "train": config.get("train", {}), "metrics": config.get("metrics", {})}
+        record = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                  "name": config.get("name"), "train": config.get("train", {}), "metrics": config.get("metrics", {})}
         return [(model, config, record)]
     inner = config["hparams"]
     shared = {"arch": inner["arch"], "hparams": inner["hparams"], "labels": config["labels"],
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except RttagError as exc:
         print(f"rttag: error: {exc}", file=sys.stderr)
         return 2
-    log.info("wrote %s: %d × %s, %d parameters", out, ckpt["config"]["hparams"]["members"], ckpt["config"]["hparams"]["arch"],
-             ckpt["config"]["params"])
+    hparams = ckpt["config"]["hparams"]
+    log.info("wrote %s: %d × %s, %d parameters", out, hparams["members"], hparams["arch"], ckpt["config"]["params"])
     return 0
 
 
