@@ -487,7 +487,7 @@ def run(args) -> int:
                                      max_latency_s=args.max_latency, objective=args.objective,
                                      max_overall_latency_s=args.max_overall_latency, min_recall=args.min_recall)
     print(format_choice(info.labels, params, report))
-    print(f"\n{split.name} micro event F1: {summary['micro_f1']:.3f} with the {summary['objective']} objective, "
+    print(f"\n{split.name} micro event F1: {summary['micro_f1']:.4f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "
           f"{summary['choice_micro_f1']:.3f} before offsets; {summary['class_micro_f1']:.3f} with each "
           f"class's own best); median decision latency over all matched events {summary['overall_latency_s']:.3f} s")
