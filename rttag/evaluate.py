@@ -22,7 +22,12 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 * where the detections fall: the share of predicted events whose onset lies within 200 ms of
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
-  that overlap no reference event at all (background).
+  that overlap no reference event at all (background);
+* how far the micro event F1 can be trusted: a 95 % percentile interval from resampling the
+  split's files with replacement (``--bootstrap`` rounds; the file is the unit, since the
+  events of one soundscape share its background and level), and for every system scored on
+  the same labels as the first one, its difference from the first on the same resamples —
+  a paired interval, far narrower than the two intervals side by side suggest.
 
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
@@ -60,6 +65,9 @@ OFFSET_FRACTION = 0.2
 SEGMENT_S = 1.0
 SHORT_S = 0.25
 """Predicted events shorter than this (s) count as short."""
+BOOTSTRAP_ROUNDS = 2000
+"""Default resamples of the files for the micro event F1 intervals."""
+BOOTSTRAP_SEED = 0
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
 
@@ -343,20 +351,26 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     """Event-based (collars 200 ms / max(200 ms, 20 %)) and segment-based (1 s) figures from
     sed_eval: ``{"event": {...}, "segment": {...}}``, each with ``micro_f1``, ``micro_er``,
     ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
-    n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by."""
+    n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
+    ``event`` also holds ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels, the
+    counts :func:`micro_f1_intervals` resamples."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
                                                    empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
+    per_file = {}
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
+        before = dict(event.overall)  # sed_eval accumulates its overall counts file by file
         event.evaluate(ref, est)
+        per_file[name] = [int(event.overall[k] - before[k]) for k in ("Ntp", "Nref", "Nsys")]
         segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
-        return {"event": _summary(event.results(), labels), "segment": _summary(segment.results(), labels)}
+        return {"event": {**_summary(event.results(), labels), "per_file": per_file},
+                "segment": _summary(segment.results(), labels)}
 
 
 def _summary(r: dict, labels: Sequence[str]) -> dict:
@@ -500,6 +514,38 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
     return scores
 
 
+def _resampled_micro_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
+    """Micro event F1 = 2·ΣTP / (ΣNref + ΣNsys) for each row of ``picks`` (rounds × files,
+    indices into ``names``); 0 where nothing is referenced or predicted."""
+    counts = np.array([per_file[n] for n in names], dtype=np.float64)  # files × (tp, ref, sys)
+    sums = counts[picks].sum(axis=1)
+    denom = sums[:, 1] + sums[:, 2]
+    return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
+
+
+def micro_f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
+                       seed: int = BOOTSTRAP_SEED) -> None:
+    """Add to each system's ``scores["event"]`` a 95 % percentile interval of its micro F1
+    over ``rounds`` resamples of the files ``names`` (``micro_f1_ci95``: [low, high]); and, for
+    each later system with the same labels as the first, ``vs_first``: the first system's
+    name, the difference (this − first) and its interval, the same resamples used for both."""
+    if rounds <= 0 or not systems:
+        return
+    picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
+    resampled = {key: _resampled_micro_f1(s["scores"]["event"]["per_file"], names, picks)
+                 for key, s in systems.items()}
+    first_key = next(iter(systems))
+    first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
+    for key, s in systems.items():
+        event = s["scores"]["event"]
+        event["micro_f1_ci95"] = [float(v) for v in np.percentile(resampled[key], (2.5, 97.5))]
+        if key != first_key and set(event["per_class"]) == first_labels:
+            diff = resampled[key] - resampled[first_key]
+            event["vs_first"] = {"system": first_key,
+                                 "diff": (event["micro_f1"] or 0.0) - (systems[first_key]["scores"]["event"]["micro_f1"] or 0.0),
+                                 "ci95": [float(v) for v in np.percentile(diff, (2.5, 97.5))]}
+
+
 # ------------------------------------------------------------------------ command
 
 
@@ -537,6 +583,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="round probabilities to this step before PSDS (0 = exact, slow)")
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, metavar="ROUNDS",
+                        help="resamples of the files for the micro event F1 intervals (0: none)")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -581,14 +629,27 @@ def format_table(systems: dict) -> str:
         pl = s["scores"]["places"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
+    with_ci = [s for s in systems.values() if "micro_f1_ci95" in s["scores"]["event"]]
+    if with_ci:
+        first = next(iter(systems.values()))
+        head5 = (f"| system | smoother | event F1 micro | 95 % interval | difference from "
+                 f"{first['system']} ({first['smoother']}) | 95 % interval of the difference |")
+        lines += ["", "Event F1 micro, resampling the files (95 % percentile intervals; the difference is "
+                  "paired, on the same resamples):", "", head5, "|" + "---|" * (head5.count("|") - 1)]
+        for s in with_ci:
+            ev = s["scores"]["event"]
+            vs = ev.get("vs_first")
+            lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} "
+                         f"| {_fmt(ev['micro_f1_ci95'][0])} – {_fmt(ev['micro_f1_ci95'][1])} "
+                         + (f"| {vs['diff']:+.3f} | {vs['ci95'][0]:+.3f} – {vs['ci95'][1]:+.3f} |" if vs else "| | |"))
     return "\n".join(lines)
 
 
 def run(args) -> int:
     from .runtime import OnnxModel
 
-    if args.roll_seconds <= 0 or args.psds_resolution < 0:
-        raise EvalError("--roll-seconds must be positive and --psds-resolution not negative")
+    if args.roll_seconds <= 0 or args.psds_resolution < 0 or args.bootstrap < 0:
+        raise EvalError("--roll-seconds must be positive, --psds-resolution and --bootstrap not negative")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     paths = [model_path(n) for n in names]  # all checked before the first long run
     repeated = [p for p, count in Counter(p.resolve() for p in paths).items() if count > 1]
@@ -627,6 +688,7 @@ def run(args) -> int:
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls))
+    micro_f1_intervals(systems, list(split.paths), rounds=args.bootstrap)
     print(format_table(systems))
     if args.json:
         _write_json(args.json, split, systems, walls, args)
@@ -677,7 +739,8 @@ def _write_json(path: str, split: Split, systems: dict, walls: dict, args) -> No
            "reference_events": sum(len(v) for v in split.reference.values()),
            "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
                         "short_s": SHORT_S, "psds1": PSDS1, "psds_resolution": args.psds_resolution,
-                        "frames_per_call": 1, "providers": args.providers},
+                        "frames_per_call": 1, "providers": args.providers,
+                        "bootstrap_rounds": args.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED},
            "systems": systems, "wall_s": walls}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log.info("figures written to %s", path)

@@ -14,8 +14,8 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, detection_places, merge_events, psds1, sed_scores, smooth, stream_file,
-                            stream_scores, system_names)
+                            PLACES, detection_places, merge_events, micro_f1_intervals, psds1, sed_scores,
+                            smooth, stream_file, stream_scores, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -72,6 +72,44 @@ def test_known_misplacements_give_the_expected_figures():
     silent = sed_scores(split, {"a.wav": [Detection("dog", 1.0, 3.0, 1.1)]}, ["dog", "bird"])["event"]
     assert silent["per_class"]["bird"]["f1"] == 0.0 and silent["macro_f1"] == pytest.approx(0.5)
     assert s["segment"]["micro_f1"] == pytest.approx(1.0)
+
+
+def test_per_file_counts_add_up_to_the_micro_f1():
+    split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 6.0, "bird")],
+                      "b.wav": [RefEvent(2.0, 4.0, "dog")], "c.wav": []}, {"a.wav": 8.0, "b.wav": 8.0, "c.wav": 8.0})
+    dets = {"a.wav": [Detection("dog", 1.01, 3.0, 1.1), Detection("bird", 5.25, 6.0, 5.3)],
+            "c.wav": [Detection("dog", 1.0, 2.0, 1.1)]}
+    ev = sed_scores(split, dets, ["dog", "bird"])["event"]
+    assert ev["per_file"] == {"a.wav": [1, 2, 2], "b.wav": [0, 1, 0], "c.wav": [0, 0, 1]}
+    tp, ref, sys_ = np.sum(list(ev["per_file"].values()), axis=0)
+    assert 2 * tp / (ref + sys_) == pytest.approx(ev["micro_f1"])
+
+
+def _system(per_file: dict, labels=("dog",)) -> dict:
+    tp, ref, sys_ = np.sum(list(per_file.values()), axis=0)
+    return {"scores": {"event": {"micro_f1": 2 * tp / (ref + sys_), "per_file": per_file,
+                                 "per_class": dict.fromkeys(labels, {})}}}
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_consistent_gain():
+    rng = np.random.default_rng(1)
+    names = [f"f{i}" for i in range(60)]
+    base = {n: [int(rng.integers(0, 3)), 4, 4] for n in names}  # 0-2 hits of 4 events per file
+    better = {n: [tp + (i % 4 == 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}  # one more hit in every 4th file
+    systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better),
+               "peer/streaming": _system(base, labels=("speech",))}
+    micro_f1_intervals(systems, names, rounds=500)
+    for s in systems.values():
+        low, high = s["scores"]["event"]["micro_f1_ci95"]
+        assert low < s["scores"]["event"]["micro_f1"] < high
+    assert "vs_first" not in systems["a/tuned"]["scores"]["event"]  # the reference itself
+    assert "vs_first" not in systems["peer/streaming"]["scores"]["event"]  # other labels: not comparable
+    same = systems["a/raw"]["scores"]["event"]["vs_first"]
+    assert same["system"] == "a/tuned" and same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
+    gain = systems["b/tuned"]["scores"]["event"]["vs_first"]
+    assert gain["diff"] == pytest.approx(15 / 240) and 0 < gain["ci95"][0] <= gain["ci95"][1]
+    # unpaired, the two intervals overlap although no file lost: what the paired figure is for
+    assert systems["b/tuned"]["scores"]["event"]["micro_f1_ci95"][0] < systems["a/tuned"]["scores"]["event"]["micro_f1_ci95"][1]
 
 
 def test_offset_collar_is_twenty_percent_of_long_events():
@@ -247,6 +285,12 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     assert "Where the detections fall" in table
+    assert "Event F1 micro, resampling the files" in table
+    assert doc["settings"]["bootstrap_rounds"] == 2000
+    for s in doc["systems"].values():
+        low, high = s["scores"]["event"]["micro_f1_ci95"]
+        assert low <= s["scores"]["event"]["micro_f1"] <= high
+    assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
     for places in (tuned["places"], raw["places"]):
         assert sum(places[k] for k in PLACES) == pytest.approx(1.0) and places["per_min"] > 0
     # silero-vad is scored on speech, but its detections are placed against every label's reference
@@ -267,7 +311,9 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     assert proc.returncode == 0, proc.stderr.decode()
     doc = json.loads(out.read_text())
     assert set(doc["systems"]) == {"a/tuned", "a/raw", "b/tuned", "b/raw"}
-    assert doc["systems"]["a/tuned"]["scores"] == doc["systems"]["b/tuned"]["scores"]  # the same weights
+    a, b = doc["systems"]["a/tuned"]["scores"], doc["systems"]["b/tuned"]["scores"]
+    assert b["event"].pop("vs_first") == {"system": "a/tuned", "diff": 0.0, "ci95": [0.0, 0.0]}
+    assert a == b  # the same weights
 
 
 def test_eval_command_errors_are_one_line(dataset, model_path, tmp_path):
