@@ -23,7 +23,7 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
-* how far the micro event F1 can be trusted: a 95 % percentile interval from resampling the
+* how far the micro event and segment F1 can be trusted: 95 % percentile intervals from resampling the
   split's files with replacement (``--bootstrap`` rounds; the file is the unit, since the
   events of one soundscape share its background and level), and for every system scored on
   the same labels as the first one, its difference from the first on the same resamples —
@@ -352,25 +352,26 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     sed_eval: ``{"event": {...}, "segment": {...}}``, each with ``micro_f1``, ``micro_er``,
     ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
     n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
-    ``event`` also holds ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels, the
-    counts :func:`micro_f1_intervals` resamples."""
+    Both also hold ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels (events, or
+    label-segments), the counts :func:`micro_f1_intervals` resamples."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
                                                    empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
-    per_file = {}
+    per_file = {"event": {}, "segment": {}}
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
-        before = dict(event.overall)  # sed_eval accumulates its overall counts file by file
+        before = {"event": dict(event.overall), "segment": dict(segment.overall)}  # sed_eval accumulates file by file
         event.evaluate(ref, est)
-        per_file[name] = [int(event.overall[k] - before[k]) for k in ("Ntp", "Nref", "Nsys")]
         segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
+        for kind, metric in (("event", event), ("segment", segment)):
+            per_file[kind][name] = [int(round(metric.overall[k] - before[kind][k])) for k in ("Ntp", "Nref", "Nsys")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
-        return {"event": {**_summary(event.results(), labels), "per_file": per_file},
-                "segment": _summary(segment.results(), labels)}
+        return {"event": {**_summary(event.results(), labels), "per_file": per_file["event"]},
+                "segment": {**_summary(segment.results(), labels), "per_file": per_file["segment"]}}
 
 
 def _summary(r: dict, labels: Sequence[str]) -> dict:
@@ -515,7 +516,7 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
 
 
 def _resampled_micro_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
-    """Micro event F1 = 2·ΣTP / (ΣNref + ΣNsys) for each row of ``picks`` (rounds × files,
+    """Micro F1 = 2·ΣTP / (ΣNref + ΣNsys) for each row of ``picks`` (rounds × files,
     indices into ``names``); 0 where nothing is referenced or predicted."""
     counts = np.array([per_file[n] for n in names], dtype=np.float64)  # files × (tp, ref, sys)
     sums = counts[picks].sum(axis=1)
@@ -525,25 +526,27 @@ def _resampled_micro_f1(per_file: dict, names: Sequence[str], picks: np.ndarray)
 
 def micro_f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
                        seed: int = BOOTSTRAP_SEED) -> None:
-    """Add to each system's ``scores["event"]`` a 95 % percentile interval of its micro F1
-    over ``rounds`` resamples of the files ``names`` (``micro_f1_ci95``: [low, high]); and, for
-    each later system with the same labels as the first, ``vs_first``: the first system's
-    name, the difference (this − first) and its interval, the same resamples used for both."""
+    """Add to each system's ``scores["event"]`` and ``scores["segment"]`` a 95 % percentile
+    interval of its micro F1 over ``rounds`` resamples of the files ``names``
+    (``micro_f1_ci95``: [low, high]); and, for each later system with the same labels as the
+    first, ``vs_first``: the first system's name, the difference (this − first) and its
+    interval, the same resamples used for every system and both metrics."""
     if rounds <= 0 or not systems:
         return
     picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
-    resampled = {key: _resampled_micro_f1(s["scores"]["event"]["per_file"], names, picks)
-                 for key, s in systems.items()}
     first_key = next(iter(systems))
     first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
-    for key, s in systems.items():
-        event = s["scores"]["event"]
-        event["micro_f1_ci95"] = [float(v) for v in np.percentile(resampled[key], (2.5, 97.5))]
-        if key != first_key and set(event["per_class"]) == first_labels:
-            diff = resampled[key] - resampled[first_key]
-            event["vs_first"] = {"system": first_key,
-                                 "diff": (event["micro_f1"] or 0.0) - (systems[first_key]["scores"]["event"]["micro_f1"] or 0.0),
-                                 "ci95": [float(v) for v in np.percentile(diff, (2.5, 97.5))]}
+    for kind in ("event", "segment"):
+        resampled = {key: _resampled_micro_f1(s["scores"][kind]["per_file"], names, picks)
+                     for key, s in systems.items()}
+        first_f1 = systems[first_key]["scores"][kind]["micro_f1"] or 0.0
+        for key, s in systems.items():
+            scores = s["scores"][kind]
+            scores["micro_f1_ci95"] = [float(v) for v in np.percentile(resampled[key], (2.5, 97.5))]
+            if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels:
+                diff = resampled[key] - resampled[first_key]
+                scores["vs_first"] = {"system": first_key, "diff": (scores["micro_f1"] or 0.0) - first_f1,
+                                      "ci95": [float(v) for v in np.percentile(diff, (2.5, 97.5))]}
 
 
 # ------------------------------------------------------------------------ command
@@ -584,7 +587,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, metavar="ROUNDS",
-                        help="resamples of the files for the micro event F1 intervals (0: none)")
+                        help="resamples of the files for the micro event and segment F1 intervals (0: none)")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -632,16 +635,19 @@ def format_table(systems: dict) -> str:
     with_ci = [s for s in systems.values() if "micro_f1_ci95" in s["scores"]["event"]]
     if with_ci:
         first = next(iter(systems.values()))
-        head5 = (f"| system | smoother | event F1 micro | 95 % interval | difference from "
-                 f"{first['system']} ({first['smoother']}) | 95 % interval of the difference |")
-        lines += ["", "Event F1 micro, resampling the files (95 % percentile intervals; the difference is "
+        vs = f"difference from {first['system']} ({first['smoother']})"
+        head5 = (f"| system | smoother | event F1 micro | 95 % interval | {vs} | 95 % interval of the difference "
+                 f"| segment F1 | 95 % interval | {vs} | 95 % interval of the difference |")
+        lines += ["", "Micro F1, resampling the files (95 % percentile intervals; the difference is "
                   "paired, on the same resamples):", "", head5, "|" + "---|" * (head5.count("|") - 1)]
         for s in with_ci:
-            ev = s["scores"]["event"]
-            vs = ev.get("vs_first")
-            lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} "
-                         f"| {_fmt(ev['micro_f1_ci95'][0])} – {_fmt(ev['micro_f1_ci95'][1])} "
-                         + (f"| {vs['diff']:+.3f} | {vs['ci95'][0]:+.3f} – {vs['ci95'][1]:+.3f} |" if vs else "| | |"))
+            cells = [s["system"], s["smoother"]]
+            for kind in ("event", "segment"):
+                sc = s["scores"][kind]
+                d = sc.get("vs_first")
+                cells += [_fmt(sc["micro_f1"]), f"{_fmt(sc['micro_f1_ci95'][0])} – {_fmt(sc['micro_f1_ci95'][1])}",
+                          f"{d['diff']:+.3f}" if d else "", f"{d['ci95'][0]:+.3f} – {d['ci95'][1]:+.3f}" if d else ""]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

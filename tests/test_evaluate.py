@@ -79,16 +79,23 @@ def test_per_file_counts_add_up_to_the_micro_f1():
                       "b.wav": [RefEvent(2.0, 4.0, "dog")], "c.wav": []}, {"a.wav": 8.0, "b.wav": 8.0, "c.wav": 8.0})
     dets = {"a.wav": [Detection("dog", 1.01, 3.0, 1.1), Detection("bird", 5.25, 6.0, 5.3)],
             "c.wav": [Detection("dog", 1.0, 2.0, 1.1)]}
-    ev = sed_scores(split, dets, ["dog", "bird"])["event"]
+    scores = sed_scores(split, dets, ["dog", "bird"])
+    ev, seg = scores["event"], scores["segment"]
     assert ev["per_file"] == {"a.wav": [1, 2, 2], "b.wav": [0, 1, 0], "c.wav": [0, 0, 1]}
-    tp, ref, sys_ = np.sum(list(ev["per_file"].values()), axis=0)
-    assert 2 * tp / (ref + sys_) == pytest.approx(ev["micro_f1"])
+    # 1 s segments: a.wav dog 2 of 2 and bird 1 of 1; b.wav's dog (2 segments) missed; c.wav one false segment
+    assert seg["per_file"] == {"a.wav": [3, 3, 3], "b.wav": [0, 2, 0], "c.wav": [0, 0, 1]}
+    for kind in (ev, seg):
+        tp, ref, sys_ = np.sum(list(kind["per_file"].values()), axis=0)
+        assert 2 * tp / (ref + sys_) == pytest.approx(kind["micro_f1"])
 
 
-def _system(per_file: dict, labels=("dog",)) -> dict:
-    tp, ref, sys_ = np.sum(list(per_file.values()), axis=0)
-    return {"scores": {"event": {"micro_f1": 2 * tp / (ref + sys_), "per_file": per_file,
-                                 "per_class": dict.fromkeys(labels, {})}}}
+def _system(per_file: dict, labels=("dog",), segment_per_file: dict | None = None) -> dict:
+    """Scores as sed_scores gives them, from per-file [tp, ref, sys] counts (the segment counts
+    default to the event counts)."""
+    def kind(counts):
+        tp, ref, sys_ = np.sum(list(counts.values()), axis=0)
+        return {"micro_f1": 2 * tp / (ref + sys_), "per_file": counts, "per_class": dict.fromkeys(labels, {})}
+    return {"scores": {"event": kind(per_file), "segment": kind(segment_per_file or per_file)}}
 
 
 def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_consistent_gain():
@@ -96,18 +103,23 @@ def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_
     names = [f"f{i}" for i in range(60)]
     base = {n: [int(rng.integers(0, 3)), 4, 4] for n in names}  # 0-2 hits of 4 events per file
     better = {n: [tp + (i % 4 == 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}  # one more hit in every 4th file
-    systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better),
+    worse_segments = {n: [max(tp - (i % 3 == 0), 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}
+    systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better, segment_per_file=worse_segments),
                "peer/streaming": _system(base, labels=("speech",))}
     micro_f1_intervals(systems, names, rounds=500)
     for s in systems.values():
-        low, high = s["scores"]["event"]["micro_f1_ci95"]
-        assert low < s["scores"]["event"]["micro_f1"] < high
+        for kind in ("event", "segment"):
+            low, high = s["scores"][kind]["micro_f1_ci95"]
+            assert low < s["scores"][kind]["micro_f1"] < high
     assert "vs_first" not in systems["a/tuned"]["scores"]["event"]  # the reference itself
     assert "vs_first" not in systems["peer/streaming"]["scores"]["event"]  # other labels: not comparable
     same = systems["a/raw"]["scores"]["event"]["vs_first"]
     assert same["system"] == "a/tuned" and same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
     gain = systems["b/tuned"]["scores"]["event"]["vs_first"]
     assert gain["diff"] == pytest.approx(15 / 240) and 0 < gain["ci95"][0] <= gain["ci95"][1]
+    loss = systems["b/tuned"]["scores"]["segment"]["vs_first"]  # each metric is paired with its own counts
+    assert loss["diff"] < 0 and loss["ci95"][0] <= loss["ci95"][1] < 0
+    assert "vs_first" not in systems["peer/streaming"]["scores"]["segment"]
     # unpaired, the two intervals overlap although no file lost: what the paired figure is for
     assert systems["b/tuned"]["scores"]["event"]["micro_f1_ci95"][0] < systems["a/tuned"]["scores"]["event"]["micro_f1_ci95"][1]
 
@@ -285,11 +297,12 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     assert "Where the detections fall" in table
-    assert "Event F1 micro, resampling the files" in table
+    assert "Micro F1, resampling the files" in table
     assert doc["settings"]["bootstrap_rounds"] == 2000
     for s in doc["systems"].values():
-        low, high = s["scores"]["event"]["micro_f1_ci95"]
-        assert low <= s["scores"]["event"]["micro_f1"] <= high
+        for kind in ("event", "segment"):
+            low, high = s["scores"][kind]["micro_f1_ci95"]
+            assert low <= s["scores"][kind]["micro_f1"] <= high
     assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
     for places in (tuned["places"], raw["places"]):
         assert sum(places[k] for k in PLACES) == pytest.approx(1.0) and places["per_min"] > 0
@@ -312,7 +325,8 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     doc = json.loads(out.read_text())
     assert set(doc["systems"]) == {"a/tuned", "a/raw", "b/tuned", "b/raw"}
     a, b = doc["systems"]["a/tuned"]["scores"], doc["systems"]["b/tuned"]["scores"]
-    assert b["event"].pop("vs_first") == {"system": "a/tuned", "diff": 0.0, "ci95": [0.0, 0.0]}
+    for kind in ("event", "segment"):
+        assert b[kind].pop("vs_first") == {"system": "a/tuned", "diff": 0.0, "ci95": [0.0, 0.0]}
     assert a == b  # the same weights
 
 
