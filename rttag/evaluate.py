@@ -23,8 +23,8 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
-* how far the micro event and segment F1 can be trusted: 95 % percentile intervals from resampling the
-  split's files with replacement (``--bootstrap`` rounds; the file is the unit, since the
+* how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
+  percentile intervals from resampling the split's files with replacement (``--bootstrap`` rounds; the file is the unit, since the
   events of one soundscape share its background and level), and for every system scored on
   the same labels as the first one, its difference from the first on the same resamples —
   a paired interval, far narrower than the two intervals side by side suggest.
@@ -353,24 +353,31 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
     n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
     Both also hold ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels (events, or
-    label-segments), the counts :func:`micro_f1_intervals` resamples."""
+    label-segments), and ``event`` holds ``per_file_class``: ``{file: {label: [n_tp, n_ref,
+    n_sys]}}`` (labels with any count only): the counts :func:`f1_intervals` resamples."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
                                                    empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
-    per_file = {"event": {}, "segment": {}}
+    per_file, per_file_class = {"event": {}, "segment": {}}, {}
+    counts = ("Ntp", "Nref", "Nsys")
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
         before = {"event": dict(event.overall), "segment": dict(segment.overall)}  # sed_eval accumulates file by file
+        before_class = {label: dict(event.class_wise[label]) for label in labels}
         event.evaluate(ref, est)
         segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
         for kind, metric in (("event", event), ("segment", segment)):
-            per_file[kind][name] = [int(round(metric.overall[k] - before[kind][k])) for k in ("Ntp", "Nref", "Nsys")]
+            per_file[kind][name] = [int(round(metric.overall[k] - before[kind][k])) for k in counts]
+        by_class = {label: [int(round(event.class_wise[label][k] - before_class[label][k])) for k in counts]
+                    for label in labels}
+        per_file_class[name] = {label: c for label, c in by_class.items() if any(c)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
-        return {"event": {**_summary(event.results(), labels), "per_file": per_file["event"]},
+        return {"event": {**_summary(event.results(), labels), "per_file": per_file["event"],
+                          "per_file_class": per_file_class},
                 "segment": {**_summary(segment.results(), labels), "per_file": per_file["segment"]}}
 
 
@@ -524,13 +531,14 @@ def _resampled_micro_f1(per_file: dict, names: Sequence[str], picks: np.ndarray)
     return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
 
 
-def micro_f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
-                       seed: int = BOOTSTRAP_SEED) -> None:
+def f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
+                 seed: int = BOOTSTRAP_SEED) -> None:
     """Add to each system's ``scores["event"]`` and ``scores["segment"]`` a 95 % percentile
     interval of its micro F1 over ``rounds`` resamples of the files ``names``
     (``micro_f1_ci95``: [low, high]); and, for each later system with the same labels as the
     first, ``vs_first``: the first system's name, the difference (this − first) and its
-    interval, the same resamples used for every system and both metrics."""
+    interval, the same resamples used for every system and both metrics. Each class with
+    reference events gets ``f1_ci95`` in ``scores["event"]["per_class"]``."""
     if rounds <= 0 or not systems:
         return
     picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
@@ -547,6 +555,12 @@ def micro_f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTST
                 diff = resampled[key] - resampled[first_key]
                 scores["vs_first"] = {"system": first_key, "diff": (scores["micro_f1"] or 0.0) - first_f1,
                                       "ci95": [float(v) for v in np.percentile(diff, (2.5, 97.5))]}
+    for s in systems.values():
+        event = s["scores"]["event"]
+        for label, pc in event["per_class"].items():
+            if pc["n_ref"] > 0:
+                counts = {n: event["per_file_class"][n].get(label, [0, 0, 0]) for n in names}
+                pc["f1_ci95"] = [float(v) for v in np.percentile(_resampled_micro_f1(counts, names, picks), (2.5, 97.5))]
 
 
 # ------------------------------------------------------------------------ command
@@ -587,7 +601,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, metavar="ROUNDS",
-                        help="resamples of the files for the micro event and segment F1 intervals (0: none)")
+                        help="resamples of the files for the F1 intervals (0: none)")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -648,6 +662,13 @@ def format_table(systems: dict) -> str:
                 cells += [_fmt(sc["micro_f1"]), f"{_fmt(sc['micro_f1_ci95'][0])} – {_fmt(sc['micro_f1_ci95'][1])}",
                           f"{d['diff']:+.3f}" if d else "", f"{d['ci95'][0]:+.3f} – {d['ci95'][1]:+.3f}" if d else ""]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Event F1 per class with its 95 % interval (the same resamples):", "", head2,
+                  "|" + "---|" * (head2.count("|") - 1)]
+        for s in with_ci:
+            pc = s["scores"]["event"]["per_class"]
+            lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
+                f"{_fmt(pc[k]['f1'])} ({_fmt(pc[k]['f1_ci95'][0])}–{_fmt(pc[k]['f1_ci95'][1])})"
+                if k in pc and "f1_ci95" in pc[k] else "" for k in labels) + " |")
     return "\n".join(lines)
 
 
@@ -694,7 +715,7 @@ def run(args) -> int:
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls))
-    micro_f1_intervals(systems, list(split.paths), rounds=args.bootstrap)
+    f1_intervals(systems, list(split.paths), rounds=args.bootstrap)
     print(format_table(systems))
     if args.json:
         _write_json(args.json, split, systems, walls, args)

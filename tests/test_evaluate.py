@@ -14,7 +14,7 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, detection_places, merge_events, micro_f1_intervals, psds1, sed_scores,
+                            PLACES, detection_places, merge_events, f1_intervals, psds1, sed_scores,
                             smooth, stream_file, stream_scores, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
@@ -87,6 +87,11 @@ def test_per_file_counts_add_up_to_the_micro_f1():
     for kind in (ev, seg):
         tp, ref, sys_ = np.sum(list(kind["per_file"].values()), axis=0)
         assert 2 * tp / (ref + sys_) == pytest.approx(kind["micro_f1"])
+    assert ev["per_file_class"] == {"a.wav": {"dog": [1, 1, 1], "bird": [0, 1, 1]}, "b.wav": {"dog": [0, 1, 0]},
+                                    "c.wav": {"dog": [0, 0, 1]}}
+    for label, pc in ev["per_class"].items():
+        assert [pc["n_tp"], pc["n_ref"], pc["n_sys"]] == list(
+            np.sum([f.get(label, [0, 0, 0]) for f in ev["per_file_class"].values()], axis=0))
 
 
 def _system(per_file: dict, labels=("dog",), segment_per_file: dict | None = None) -> dict:
@@ -94,8 +99,11 @@ def _system(per_file: dict, labels=("dog",), segment_per_file: dict | None = Non
     default to the event counts)."""
     def kind(counts):
         tp, ref, sys_ = np.sum(list(counts.values()), axis=0)
-        return {"micro_f1": 2 * tp / (ref + sys_), "per_file": counts, "per_class": dict.fromkeys(labels, {})}
-    return {"scores": {"event": kind(per_file), "segment": kind(segment_per_file or per_file)}}
+        return {"micro_f1": 2 * tp / (ref + sys_), "per_file": counts,
+                "per_class": {label: {"n_ref": int(ref)} for label in labels}}
+    event = kind(per_file)
+    event["per_file_class"] = {n: {labels[0]: c} for n, c in per_file.items()}  # all counts on the first label
+    return {"scores": {"event": event, "segment": kind(segment_per_file or per_file)}}
 
 
 def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_consistent_gain():
@@ -106,11 +114,13 @@ def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_
     worse_segments = {n: [max(tp - (i % 3 == 0), 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}
     systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better, segment_per_file=worse_segments),
                "peer/streaming": _system(base, labels=("speech",))}
-    micro_f1_intervals(systems, names, rounds=500)
+    f1_intervals(systems, names, rounds=500)
     for s in systems.values():
         for kind in ("event", "segment"):
             low, high = s["scores"][kind]["micro_f1_ci95"]
             assert low < s["scores"][kind]["micro_f1"] < high
+        (pc,) = s["scores"]["event"]["per_class"].values()  # one label: its interval is the micro one
+        assert pc["f1_ci95"] == s["scores"]["event"]["micro_f1_ci95"]
     assert "vs_first" not in systems["a/tuned"]["scores"]["event"]  # the reference itself
     assert "vs_first" not in systems["peer/streaming"]["scores"]["event"]  # other labels: not comparable
     same = systems["a/raw"]["scores"]["event"]["vs_first"]
@@ -297,12 +307,17 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     assert "Where the detections fall" in table
-    assert "Micro F1, resampling the files" in table
+    assert "Micro F1, resampling the files" in table and "Event F1 per class with its 95 % interval" in table
     assert doc["settings"]["bootstrap_rounds"] == 2000
     for s in doc["systems"].values():
         for kind in ("event", "segment"):
             low, high = s["scores"][kind]["micro_f1_ci95"]
             assert low <= s["scores"][kind]["micro_f1"] <= high
+        for pc in s["scores"]["event"]["per_class"].values():
+            if pc["n_ref"]:
+                assert pc["f1_ci95"][0] <= (pc["f1"] or 0.0) <= pc["f1_ci95"][1]
+            else:
+                assert "f1_ci95" not in pc
     assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
     for places in (tuned["places"], raw["places"]):
         assert sum(places[k] for k in PLACES) == pytest.approx(1.0) and places["per_min"] > 0
