@@ -24,10 +24,11 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
 * how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
-  percentile intervals from resampling the split's files with replacement (``--bootstrap`` rounds; the file is the unit, since the
-  events of one soundscape share its background and level), and for every system scored on
-  the same labels as the first one, its difference from the first on the same resamples —
-  a paired interval, far narrower than the two intervals side by side suggest.
+  percentile intervals from resampling the split's files with replacement (``--bootstrap``
+  rounds; the file is the unit, since the events of one soundscape share its background and
+  level), and for every system scored on the same labels as the first one, its difference
+  in micro F1 from the first on the same resamples — a paired interval, far narrower than
+  the two intervals side by side suggest.
 
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
@@ -66,7 +67,7 @@ SEGMENT_S = 1.0
 SHORT_S = 0.25
 """Predicted events shorter than this (s) count as short."""
 BOOTSTRAP_ROUNDS = 2000
-"""Default resamples of the files for the micro event F1 intervals."""
+"""Default resamples of the files for the F1 intervals."""
 BOOTSTRAP_SEED = 0
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
