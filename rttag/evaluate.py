@@ -523,13 +523,19 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
     return scores
 
 
-def _resampled_micro_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
-    """Micro F1 = 2·ΣTP / (ΣNref + ΣNsys) for each row of ``picks`` (rounds × files,
-    indices into ``names``); 0 where nothing is referenced or predicted."""
+def _resampled_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
+    """F1 = 2·ΣTP / (ΣNref + ΣNsys) from per-file [tp, ref, sys] counts, for each row of
+    ``picks`` (rounds × files, indices into ``names``); 0 where nothing is referenced or
+    predicted."""
     counts = np.array([per_file[n] for n in names], dtype=np.float64)  # files × (tp, ref, sys)
     sums = counts[picks].sum(axis=1)
     denom = sums[:, 1] + sums[:, 2]
     return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
+
+
+def _ci95(values: np.ndarray) -> list[float]:
+    """The 2.5th and 97.5th percentiles of resampled figures."""
+    return [float(v) for v in np.percentile(values, (2.5, 97.5))]
 
 
 def f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
@@ -545,23 +551,23 @@ def f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_RO
     picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
     first_key = next(iter(systems))
     first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
+    paired = [key for key, s in systems.items()
+              if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels]
     for kind in ("event", "segment"):
-        resampled = {key: _resampled_micro_f1(s["scores"][kind]["per_file"], names, picks)
-                     for key, s in systems.items()}
+        resampled = {key: _resampled_f1(s["scores"][kind]["per_file"], names, picks) for key, s in systems.items()}
         first_f1 = systems[first_key]["scores"][kind]["micro_f1"] or 0.0
         for key, s in systems.items():
             scores = s["scores"][kind]
-            scores["micro_f1_ci95"] = [float(v) for v in np.percentile(resampled[key], (2.5, 97.5))]
-            if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels:
-                diff = resampled[key] - resampled[first_key]
+            scores["micro_f1_ci95"] = _ci95(resampled[key])
+            if key in paired:
                 scores["vs_first"] = {"system": first_key, "diff": (scores["micro_f1"] or 0.0) - first_f1,
-                                      "ci95": [float(v) for v in np.percentile(diff, (2.5, 97.5))]}
+                                      "ci95": _ci95(resampled[key] - resampled[first_key])}
     for s in systems.values():
         event = s["scores"]["event"]
         for label, pc in event["per_class"].items():
             if pc["n_ref"] > 0:
                 counts = {n: event["per_file_class"][n].get(label, [0, 0, 0]) for n in names}
-                pc["f1_ci95"] = [float(v) for v in np.percentile(_resampled_micro_f1(counts, names, picks), (2.5, 97.5))]
+                pc["f1_ci95"] = _ci95(_resampled_f1(counts, names, picks))
 
 
 # ------------------------------------------------------------------------ command
