@@ -28,7 +28,9 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   rounds; the file is the unit, since the events of one soundscape share its background and
   level), and for every system scored on the same labels as the first one, its difference
   in micro F1 from the first on the same resamples — a paired interval, far narrower than
-  the two intervals side by side suggest.
+  the two intervals side by side suggest; on the same resamples, intervals of the excess
+  ``on`` rate and of the median latency, and each such system's excess ``on`` rate as a
+  multiple of the first's (the jitter target compares a baseline with the crnn this way).
 
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
@@ -355,7 +357,7 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
     Both also hold ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels (events, or
     label-segments), and ``event`` holds ``per_file_class``: ``{file: {label: [n_tp, n_ref,
-    n_sys]}}`` (labels with any count only): the counts :func:`f1_intervals` resamples."""
+    n_sys]}}`` (labels with any count only): the counts :func:`intervals` resamples."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
@@ -455,21 +457,27 @@ def match_onsets(reference: Sequence[RefEvent], detections: Sequence[Detection],
 
 def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
     """Jitter and latency figures (see the module docstring); rates per minute of audio,
-    latencies in s (None when nothing matched)."""
+    latencies in s (None when nothing matched). ``per_file``: by file name, ``sys`` and
+    ``ref``, the predicted and reference events per label of ``labels`` (in that order), and
+    ``latencies`` (s) of its matched events: what :func:`intervals` resamples."""
     minutes = split.minutes
-    n_ref, n_sys = defaultdict(int), defaultdict(int)
+    n_ref, n_sys = Counter(), Counter()  # Counter.update adds (a dict's would replace)
     short = 0
     latencies = []
+    per_file = {}
     for name in split.paths:
         refs, dets = split.reference[name], detections.get(name, [])
-        for e in refs:
-            n_ref[e.label] += 1
+        file_ref, file_sys = Counter(e.label for e in refs), Counter(d.label for d in dets)
         for d in dets:
-            n_sys[d.label] += 1
             if d.offset - d.onset < SHORT_S and not any(
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
-        latencies += [d.at - e.onset for e, d in match_onsets(refs, dets)]
+        lat = [d.at - e.onset for e, d in match_onsets(refs, dets)]
+        n_ref.update(file_ref)
+        n_sys.update(file_sys)
+        latencies += lat
+        per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
+                          "latencies": lat}
     n_refs = sum(n_ref[k] for k in labels)
     lat = np.asarray(latencies)
     return {"on_per_min": sum(n_sys[k] for k in labels) / minutes,
@@ -478,7 +486,8 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             "short_spurious_per_min": short / minutes,
             "latency_median_s": float(np.median(lat)) if len(lat) else None,
             "latency_p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
-            "matched": len(lat), "matched_fraction": len(lat) / n_refs if n_refs else None}
+            "matched": len(lat), "matched_fraction": len(lat) / n_refs if n_refs else None,
+            "per_file": per_file}
 
 
 PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference")
@@ -519,7 +528,8 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
         scores["speech"] = {"event_f1": scores["event"]["per_class"]["speech"]["f1"],
                             "segment_f1": scores["segment"]["per_class"]["speech"]["f1"],
                             "psds1": psds["per_class"]["speech"] if psds else None,
-                            **stream_scores(split.only(["speech"]), speech_only, ["speech"])}
+                            **{k: v for k, v in stream_scores(split.only(["speech"]), speech_only, ["speech"]).items()
+                               if k != "per_file"}}
     return scores
 
 
@@ -533,19 +543,52 @@ def _resampled_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np
     return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
 
 
+def _resampled_excess(per_file: dict, names: Sequence[str], minutes: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Excess ``on`` events per minute, Σ over labels of max(0, ΣNsys − ΣNref) / Σ minutes,
+    for each row of ``picks``; ``minutes`` per file, in the order of ``names``."""
+    sys_ = np.array([per_file[n]["sys"] for n in names], dtype=np.float64)  # files × labels
+    ref = np.array([per_file[n]["ref"] for n in names], dtype=np.float64)
+    excess = np.maximum(sys_[picks].sum(axis=1) - ref[picks].sum(axis=1), 0).sum(axis=1)
+    return excess / minutes[picks].sum(axis=1)
+
+
+def _resampled_median(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
+    """The median of the latencies (s) of the resampled files, each file's latencies counted as
+    often as it is drawn (what ``np.median`` of the concatenated draw gives), for each row of
+    ``picks``; NaN where the draw holds no latency."""
+    values = [np.asarray(per_file[n]["latencies"], dtype=np.float64) for n in names]
+    flat = np.concatenate(values + [np.zeros(0)])
+    owner = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)] + [np.zeros(0, dtype=int)])
+    order = np.argsort(flat, kind="stable")
+    flat, owner = flat[order], owner[order]
+    if not len(flat):
+        return np.full(len(picks), np.nan)
+    draws = np.stack([np.bincount(row, minlength=len(names)) for row in picks])  # rounds × files
+    cum = np.cumsum(draws[:, owner], axis=1)  # rounds × latencies, ascending latency
+    total = cum[:, -1]
+    below = np.argmax(cum > ((total - 1) // 2)[:, None], axis=1)  # the two middle elements
+    above = np.argmax(cum > (total // 2)[:, None], axis=1)
+    return np.where(total > 0, 0.5 * (flat[below] + flat[above]), np.nan)
+
+
 def _ci95(values: np.ndarray) -> list[float]:
-    """The 2.5th and 97.5th percentiles of resampled figures."""
-    return [float(v) for v in np.percentile(values, (2.5, 97.5))]
+    """The 2.5th and 97.5th percentiles of resampled figures (NaN rounds left out)."""
+    return [float(v) for v in np.nanpercentile(values, (2.5, 97.5))]
 
 
-def f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_ROUNDS,
-                 seed: int = BOOTSTRAP_SEED) -> None:
-    """Add to each system's ``scores["event"]`` and ``scores["segment"]`` a 95 % percentile
-    interval of its micro F1 over ``rounds`` resamples of the files ``names``
-    (``micro_f1_ci95``: [low, high]); and, for each later system with the same labels as the
-    first, ``vs_first``: the first system's name, the difference (this − first) and its
-    interval, the same resamples used for every system and both metrics. Each class with
-    reference events gets ``f1_ci95`` in ``scores["event"]["per_class"]``."""
+def intervals(systems: dict, split: Split, rounds: int = BOOTSTRAP_ROUNDS, seed: int = BOOTSTRAP_SEED) -> None:
+    """95 % percentile intervals over ``rounds`` resamples of the split's files (the same
+    resamples for every system and figure), added to each system's scores:
+
+    * ``scores["event"]`` and ``scores["segment"]``: ``micro_f1_ci95`` ([low, high]); for each
+      later system with the same labels as the first, ``vs_first``: the first system's name,
+      the difference in micro F1 (this − first) and its interval. Each class with reference
+      events gets ``f1_ci95`` in ``scores["event"]["per_class"]``.
+    * ``scores["stream"]`` (where it has ``per_file``): ``excess_on_per_min_ci95``,
+      ``latency_median_s_ci95``, and for the same later systems ``vs_first``: ``ratio``, this
+      system's excess ``on`` rate as a multiple of the first's, and its interval (NaN rounds,
+      where the first has no excess, left out)."""
+    names = list(split.paths)
     if rounds <= 0 or not systems:
         return
     picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
@@ -553,6 +596,26 @@ def f1_intervals(systems: dict, names: Sequence[str], rounds: int = BOOTSTRAP_RO
     first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
     paired = [key for key, s in systems.items()
               if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels]
+    _f1_intervals(systems, names, picks, first_key, paired)
+    minutes = np.array([split.durations[n] / 60.0 for n in names])
+    excess = {key: _resampled_excess(s["scores"]["stream"]["per_file"], names, minutes, picks)
+              for key, s in systems.items() if "per_file" in s["scores"].get("stream", {})}
+    for key, resampled in excess.items():
+        st = systems[key]["scores"]["stream"]
+        st["excess_on_per_min_ci95"] = _ci95(resampled)
+        st["latency_median_s_ci95"] = _ci95(_resampled_median(st["per_file"], names, picks)) \
+            if st["latency_median_s"] is not None else None
+        if key in paired and first_key in excess:
+            first = systems[first_key]["scores"]["stream"]["excess_on_per_min"]
+            ratio = np.divide(resampled, excess[first_key], out=np.full(rounds, np.nan), where=excess[first_key] > 0)
+            st["vs_first"] = {"system": first_key,
+                              "ratio": st["excess_on_per_min"] / first if first > 0 else None,
+                              "ci95": _ci95(ratio) if np.isfinite(ratio).any() else None}
+
+
+def _f1_intervals(systems: dict, names: Sequence[str], picks: np.ndarray, first_key: str,
+                  paired: Sequence[str]) -> None:
+    """The F1 part of :func:`intervals`."""
     for kind in ("event", "segment"):
         resampled = {key: _resampled_f1(s["scores"][kind]["per_file"], names, picks) for key, s in systems.items()}
         first_f1 = systems[first_key]["scores"][kind]["micro_f1"] or 0.0
@@ -676,6 +739,23 @@ def format_table(systems: dict) -> str:
             lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
                 f"{_fmt(pc[k]['f1'])} ({_fmt(pc[k]['f1_ci95'][0])}–{_fmt(pc[k]['f1_ci95'][1])})"
                 if k in pc and "f1_ci95" in pc[k] else "" for k in labels) + " |")
+    with_stream_ci = [s for s in systems.values() if "excess_on_per_min_ci95" in s["scores"]["stream"]]
+    if with_stream_ci:
+        first = next(iter(systems.values()))
+        head6 = (f"| system | smoother | excess on/min | 95 % interval "
+                 f"| as a multiple of {first['system']} ({first['smoother']})'s | 95 % interval of the ratio "
+                 "| latency median (s) | 95 % interval |")
+        lines += ["", "Jitter and latency, resampling the files (the same resamples; the ratio is paired):", "",
+                  head6, "|" + "---|" * (head6.count("|") - 1)]
+        for s in with_stream_ci:
+            st = s["scores"]["stream"]
+            d, lat = st.get("vs_first"), st["latency_median_s_ci95"]
+            ratio_ci = f"{_fmt(d['ci95'][0], 2)} – {_fmt(d['ci95'][1], 2)}" if d and d["ci95"] else ""
+            lat_ci = f"{_fmt(lat[0], 2)} – {_fmt(lat[1], 2)}" if lat else ""
+            low, high = st["excess_on_per_min_ci95"]
+            lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(st['excess_on_per_min'], 1)} "
+                         f"| {_fmt(low, 1)} – {_fmt(high, 1)} | {_fmt(d['ratio'], 2) if d else ''} | {ratio_ci} "
+                         f"| {_fmt(st['latency_median_s'], 2)} | {lat_ci} |")
     return "\n".join(lines)
 
 
@@ -722,7 +802,7 @@ def run(args) -> int:
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls))
-    f1_intervals(systems, list(split.paths), rounds=args.bootstrap)
+    intervals(systems, split, rounds=args.bootstrap)
     print(format_table(systems))
     if args.json:
         _write_json(args.json, split, systems, walls, args)

@@ -14,8 +14,8 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, detection_places, merge_events, f1_intervals, psds1, sed_scores,
-                            smooth, stream_file, stream_scores, system_names)
+                            PLACES, _resampled_median, detection_places, format_table, intervals, merge_events,
+                            psds1, score_system, sed_scores, smooth, stream_file, stream_scores, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -114,7 +114,7 @@ def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_
     worse_segments = {n: [max(tp - (i % 3 == 0), 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}
     systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better, segment_per_file=worse_segments),
                "peer/streaming": _system(base, labels=("speech",))}
-    f1_intervals(systems, names, rounds=500)
+    intervals(systems, split_of({}, dict.fromkeys(names, 20.0)), rounds=500)
     for s in systems.values():
         for kind in ("event", "segment"):
             low, high = s["scores"][kind]["micro_f1_ci95"]
@@ -132,6 +132,51 @@ def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_
     assert "vs_first" not in systems["peer/streaming"]["scores"]["segment"]
     # unpaired, the two intervals overlap although no file lost: what the paired figure is for
     assert systems["b/tuned"]["scores"]["event"]["micro_f1_ci95"][0] < systems["a/tuned"]["scores"]["event"]["micro_f1_ci95"][1]
+
+
+def test_stream_intervals_hold_the_estimates_and_the_ratio_sees_twice_the_jitter():
+    rng = np.random.default_rng(2)
+    names = [f"f{i}" for i in range(40)]
+    reference = {n: [RefEvent(2.0 + 5 * k, 3.0 + 5 * k, "dog") for k in range(3)] for n in names}
+    split = split_of(reference, dict.fromkeys(names, 20.0))
+
+    def detections(extra: int) -> dict:
+        """Each reference event found 0.1-0.5 s late, plus ``extra`` (±1) stray dogs per file."""
+        dets = {}
+        for n in names:
+            found = [Detection("dog", e.onset, e.offset, e.onset + float(rng.uniform(0.1, 0.5))) for e in reference[n]]
+            stray = [Detection("dog", 16.0 + 0.5 * k, 16.2 + 0.5 * k, 16.0 + 0.5 * k)
+                     for k in range(extra + int(rng.integers(-1, 2)))]
+            dets[n] = found + stray
+        return dets
+
+    systems = {}
+    for key, extra in (("crnn/tuned", 2), ("baseline/tuned", 4)):
+        systems[key] = {"system": key.split("/")[0], "smoother": "tuned",
+                        "scores": score_system(split, detections(extra), ["dog"], None)}
+    intervals(systems, split, rounds=400)
+    for s in systems.values():
+        st = s["scores"]["stream"]
+        low, high = st["excess_on_per_min_ci95"]
+        assert low < st["excess_on_per_min"] < high
+        lat_low, lat_high = st["latency_median_s_ci95"]
+        assert 0.1 <= lat_low <= st["latency_median_s"] <= lat_high <= 0.5
+    assert "vs_first" not in systems["crnn/tuned"]["scores"]["stream"]
+    ratio = systems["baseline/tuned"]["scores"]["stream"]["vs_first"]
+    crnn, base = (systems[k]["scores"]["stream"]["excess_on_per_min"] for k in ("crnn/tuned", "baseline/tuned"))
+    assert ratio["system"] == "crnn/tuned" and ratio["ratio"] == pytest.approx(base / crnn)
+    assert 1.5 < ratio["ci95"][0] < ratio["ratio"] < ratio["ci95"][1] < 3.0
+    assert "Jitter and latency, resampling the files" in format_table(systems)
+
+
+def test_resampled_median_equals_the_median_of_the_drawn_files():
+    per_file = {"a": {"latencies": [0.3, 0.1]}, "b": {"latencies": []}, "c": {"latencies": [0.2, 0.9, 0.4]}}
+    names = list(per_file)
+    picks = np.random.default_rng(3).integers(0, 3, size=(200, 3))
+    got = _resampled_median(per_file, names, picks)
+    for row, value in zip(picks, got):
+        drawn = [x for i in row for x in per_file[names[i]]["latencies"]]
+        assert value == pytest.approx(np.median(drawn)) if drawn else np.isnan(value)
 
 
 def test_offset_collar_is_twenty_percent_of_long_events():
@@ -319,6 +364,11 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
             else:
                 assert "f1_ci95" not in pc
     assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
+    assert "Jitter and latency, resampling the files" in table
+    for st in (tuned["stream"], raw["stream"], silero["stream"]):
+        low, high = st["excess_on_per_min_ci95"]
+        assert low <= st["excess_on_per_min"] <= high
+    assert raw["stream"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["stream"]
     for places in (tuned["places"], raw["places"]):
         assert sum(places[k] for k in PLACES) == pytest.approx(1.0) and places["per_min"] > 0
     # silero-vad is scored on speech, but its detections are placed against every label's reference
@@ -342,6 +392,7 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     a, b = doc["systems"]["a/tuned"]["scores"], doc["systems"]["b/tuned"]["scores"]
     for kind in ("event", "segment"):
         assert b[kind].pop("vs_first") == {"system": "a/tuned", "diff": 0.0, "ci95": [0.0, 0.0]}
+    assert b["stream"].pop("vs_first") == {"system": "a/tuned", "ratio": 1.0, "ci95": [1.0, 1.0]}
     assert a == b  # the same weights
 
 

@@ -23,6 +23,20 @@ def dataset(tmp_path_factory):
                                {"train": (1, 2, 3, 4), "validation": (5, 6), "test": (7,)})
 
 
+def test_loss_weight_adds_onsets_tails_and_other_classes_frames():
+    import torch
+    from rttag.train.train import loss_weight
+
+    y = torch.tensor([[[1.0, 0, 0], [0, 0, 0], [0, 1, 1]]])  # frames × (dog, bird, door)
+    onsets = torch.tensor([[[1.0, 0, 0], [0, 0, 0], [0, 0, 0]]])
+    tails = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [1, 0, 0]]])
+    w = loss_weight(y, onsets, tails, onset_w=2, offset_w=4, confusion_w=3)
+    # frame 0: the dog's onset; bird and door silent while the dog sounds. frame 1: the dog's
+    # tail, nothing sounds. frame 2: the dog's tail while bird and door sound: both weights.
+    assert w.tolist() == [[[3, 4, 4], [5, 1, 1], [8, 1, 1]]]
+    assert loss_weight(y, onsets, tails, 2, 0, 0).tolist() == [[[3, 1, 1], [1, 1, 1], [1, 1, 1]]]
+
+
 def load(path):
     import torch
 
@@ -62,13 +76,15 @@ def test_train_continue_and_export(dataset, tmp_path):
     # --keep last: the last epoch is written whatever its score; --offset-weight and --freq-mixstyle are recorded
     third = tmp_path / "stage3.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
-                     "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", *common, env=env, timeout=300)
+                     "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
+                     *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
     assert c3["best_epoch"] == 5 and [h["epoch"] for h in c3["history"]] == [1, 2, 3, 4, 5]
     assert c3["train"]["keep"] == "last" and c3["train"]["offset_weight"] == 3.0
     assert c2["train"]["keep"] == "best" and c2["train"]["offset_weight"] == 0.0
     assert c3["train"]["freq_mixstyle"] == 0.5 and c2["train"]["freq_mixstyle"] == 0.0
+    assert c3["train"]["confusion_weight"] == 2.0 and c2["train"]["confusion_weight"] == 0.0
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),

@@ -11,7 +11,9 @@ Loss: binary cross-entropy with a per-class positive weight (√(negatives/posit
 so rare short classes do not vanish) and extra weight on the first 200 ms of every event
 (``--onset-weight``: onsets come earlier), optionally extra weight on the inactive 300 ms
 after every event (``--offset-weight``, 0 by default: the probability should fall when the
-sound ends, not outlast it). Augmentation (rttag.train.augment): gain, EQ,
+sound ends, not outlast it), and optionally extra weight on a class's inactive frames while another
+class is active (``--confusion-weight``, 0 by default: a class should stay low during other
+classes' sounds). Augmentation (rttag.train.augment): gain, EQ,
 low-pass, reverberation, background noise, mixing, SpecAugment masks, and with
 ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
@@ -83,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onset-weight", type=float, default=2.0, help="extra loss weight on onset frames")
     parser.add_argument("--offset-weight", type=float, default=0.0,
                         help="extra loss weight on the inactive frames of the 300 ms after every event")
+    parser.add_argument("--confusion-weight", type=float, default=0.0,
+                        help="extra loss weight on a class's inactive frames while another class is active")
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="checkpoint to write: the epoch with the best validation score (default), or the "
                         "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
@@ -155,6 +159,23 @@ def validation_score(model: torch.nn.Module, val: SplitData, device: torch.devic
     return 0.5 * (m["mAP"] + m["macro_f1"])
 
 
+def loss_weight(y: torch.Tensor, onsets: torch.Tensor, tails: torch.Tensor, onset_w: float, offset_w: float,
+                confusion_w: float) -> torch.Tensor:
+    """Per-element weight of the binary cross-entropy ``[B, T, C]`` (all inputs 0/1 ``[B, T, C]``).
+
+    1, plus ``onset_w`` on the first 200 ms of an event, plus ``offset_w`` on a class's inactive
+    frames in the 300 ms after its events, plus ``confusion_w`` on a class's inactive frames
+    while any other class is active (``y`` are the labels after augmentation, mixed-in ones
+    included).
+    """
+    weight = 1 + onset_w * onsets
+    if offset_w:
+        weight = weight + offset_w * tails * (1 - y)
+    if confusion_w:
+        weight = weight + confusion_w * (1 - y) * (y.amax(-1, keepdim=True) > 0).float()
+    return weight
+
+
 def pos_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-class √(negatives / positives), clipped to [1, 10] ``[C]``."""
     pos = labels.sum(0).astype(np.float64)
@@ -204,7 +225,8 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
-            "offset_weight": args.offset_weight, "keep": args.keep, "augment": not args.no_augment,
+            "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight, "keep": args.keep,
+            "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
@@ -303,9 +325,8 @@ def run(args: argparse.Namespace) -> int:
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
                 x, y = augment.augment(x, y, args.freq_mixstyle)
-            weight = 1 + args.onset_weight * o
-            if args.offset_weight:  # tail frames count only where the (possibly mixed-in) labels are inactive
-                weight = weight + args.offset_weight * tails[i].float().to(device) * (1 - y)
+            weight = loss_weight(y, o, tails[i].float().to(device), args.onset_weight, args.offset_weight,
+                                 args.confusion_weight)
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
             loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
