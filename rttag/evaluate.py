@@ -69,7 +69,7 @@ SEGMENT_S = 1.0
 SHORT_S = 0.25
 """Predicted events shorter than this (s) count as short."""
 BOOTSTRAP_ROUNDS = 2000
-"""Default resamples of the files for the F1 intervals."""
+"""Default resamples of the files for the intervals (F1, jitter, latency)."""
 BOOTSTRAP_SEED = 0
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
@@ -461,9 +461,7 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
     ``ref``, the predicted and reference events per label of ``labels`` (in that order), and
     ``latencies`` (s) of its matched events: what :func:`intervals` resamples."""
     minutes = split.minutes
-    n_ref, n_sys = Counter(), Counter()  # Counter.update adds (a dict's would replace)
     short = 0
-    latencies = []
     per_file = {}
     for name in split.paths:
         refs, dets = split.reference[name], detections.get(name, [])
@@ -472,17 +470,15 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             if d.offset - d.onset < SHORT_S and not any(
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
-        lat = [d.at - e.onset for e, d in match_onsets(refs, dets)]
-        n_ref.update(file_ref)
-        n_sys.update(file_sys)
-        latencies += lat
         per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
-                          "latencies": lat}
-    n_refs = sum(n_ref[k] for k in labels)
-    lat = np.asarray(latencies)
-    return {"on_per_min": sum(n_sys[k] for k in labels) / minutes,
+                          "latencies": [d.at - e.onset for e, d in match_onsets(refs, dets)]}
+    n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
+                    for k in ("sys", "ref"))  # events per label over all files
+    n_refs = int(n_ref.sum())
+    lat = np.asarray([x for f in per_file.values() for x in f["latencies"]])
+    return {"on_per_min": int(n_sys.sum()) / minutes,
             "ref_per_min": n_refs / minutes,
-            "excess_on_per_min": sum(max(0, n_sys[k] - n_ref[k]) for k in labels) / minutes,
+            "excess_on_per_min": int(np.maximum(n_sys - n_ref, 0).sum()) / minutes,
             "short_spurious_per_min": short / minutes,
             "latency_median_s": float(np.median(lat)) if len(lat) else None,
             "latency_p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
@@ -671,11 +667,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, metavar="ROUNDS",
-                        help="resamples of the files for the F1 intervals (0: none)")
+                        help="resamples of the files for the intervals (0: none)")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _fmt_range(pair: Optional[Sequence[float]], digits: int = 3) -> str:
+    """An interval ``[low, high]`` as "low – high" (empty when there is none)."""
+    return f"{_fmt(pair[0], digits)} – {_fmt(pair[1], digits)}" if pair else ""
 
 
 def format_table(systems: dict) -> str:
@@ -729,7 +730,7 @@ def format_table(systems: dict) -> str:
             for kind in ("event", "segment"):
                 sc = s["scores"][kind]
                 d = sc.get("vs_first")
-                cells += [_fmt(sc["micro_f1"]), f"{_fmt(sc['micro_f1_ci95'][0])} – {_fmt(sc['micro_f1_ci95'][1])}",
+                cells += [_fmt(sc["micro_f1"]), _fmt_range(sc["micro_f1_ci95"]),
                           f"{d['diff']:+.3f}" if d else "", f"{d['ci95'][0]:+.3f} – {d['ci95'][1]:+.3f}" if d else ""]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Event F1 per class with its 95 % interval (the same resamples):", "", head2,
@@ -749,13 +750,11 @@ def format_table(systems: dict) -> str:
                   head6, "|" + "---|" * (head6.count("|") - 1)]
         for s in with_stream_ci:
             st = s["scores"]["stream"]
-            d, lat = st.get("vs_first"), st["latency_median_s_ci95"]
-            ratio_ci = f"{_fmt(d['ci95'][0], 2)} – {_fmt(d['ci95'][1], 2)}" if d and d["ci95"] else ""
-            lat_ci = f"{_fmt(lat[0], 2)} – {_fmt(lat[1], 2)}" if lat else ""
-            low, high = st["excess_on_per_min_ci95"]
+            d = st.get("vs_first")
             lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(st['excess_on_per_min'], 1)} "
-                         f"| {_fmt(low, 1)} – {_fmt(high, 1)} | {_fmt(d['ratio'], 2) if d else ''} | {ratio_ci} "
-                         f"| {_fmt(st['latency_median_s'], 2)} | {lat_ci} |")
+                         f"| {_fmt_range(st['excess_on_per_min_ci95'], 1)} | {_fmt(d['ratio'], 2) if d else ''} "
+                         f"| {_fmt_range(d['ci95'] if d else None, 2)} "
+                         f"| {_fmt(st['latency_median_s'], 2)} | {_fmt_range(st['latency_median_s_ci95'], 2)} |")
     return "\n".join(lines)
 
 
