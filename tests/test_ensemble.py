@@ -96,6 +96,22 @@ def test_an_ensemble_given_as_input_adds_its_members(tmp_path):
         ensemble.combine([tmp_path / "e.pt", tmp_path / "big.pt"], "crnn", "1")
 
 
+def test_members_can_be_picked_from_an_ensemble(tmp_path):
+    models = [member(tmp_path / f"m{i}.pt", seed=i) for i in range(4)]
+    torch.save(ensemble.combine([tmp_path / f"m{i}.pt" for i in range(3)], "crnn", "1"), tmp_path / "e.pt")
+    ckpt = ensemble.combine([f"{tmp_path / 'e.pt'}@2,0", tmp_path / "m3.pt"], "crnn", "2")
+    assert [m["file"] for m in ckpt["config"]["members"]] == ["m2.pt", "m0.pt", "m3.pt"]
+    for i, model in enumerate([models[2], models[0], models[3]]):
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(ckpt["state_dict"][f"members.{i}.{key}"], value, rtol=0, atol=0)
+    with pytest.raises(RttagError, match="no member 3"):
+        ensemble.combine([f"{tmp_path / 'e.pt'}@1,3", tmp_path / "m3.pt"], "crnn", "1")
+    with pytest.raises(RttagError, match="0-based indices"):
+        ensemble.combine([f"{tmp_path / 'e.pt'}@one", tmp_path / "m3.pt"], "crnn", "1")
+    with pytest.raises(RttagError, match="single crnn model"):
+        ensemble.combine([f"{tmp_path / 'm0.pt'}@0", tmp_path / "m3.pt"], "crnn", "1")
+
+
 def test_cli_error_is_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     member(tmp_path / "a.pt", seed=0)

@@ -3,7 +3,9 @@
 
 Writes one checkpoint of arch ``ensemble`` (:class:`rttag.train.models.Ensemble`): the members
 run side by side, each with its own state, and the output is the mean of their probabilities.
-An ensemble given as input contributes its members, so an ensemble can be extended.
+An ensemble given as input contributes its members, so an ensemble can be extended;
+``ens.pt@1,3`` contributes only its members 1 and 3 (0-based), so a new ensemble can take some
+members of a shipped one without their separate files.
 ``rttag export`` turns it into one stateful ONNX graph like any other checkpoint. The members
 must share arch, hyper-parameters, labels and frontend. The config keeps each member's file
 name, SHA-256 and training record (for the model card); the smoother block is the first
@@ -30,25 +32,45 @@ SHARED = ("arch", "hparams", "labels", "frontend")
 """Config keys every member must have equal."""
 
 
-def _members(path: Path) -> list[tuple[torch.nn.Module, dict, dict]]:
+def split_spec(spec: str) -> tuple[Path, list[int] | None]:
+    """``"ens.pt@1,3"`` → ``(Path("ens.pt"), [1, 3])``; a spec without ``@`` picks every member."""
+    path, sep, picks = spec.rpartition("@")
+    if not sep:
+        return Path(spec), None
+    try:
+        return Path(path), [int(i) for i in picks.split(",")]
+    except ValueError:
+        raise RttagError(f"{spec}: members after '@' must be 0-based indices separated by commas, e.g. ens.pt@1,3") from None
+
+
+def _members(path: Path, picks: list[int] | None = None) -> list[tuple[torch.nn.Module, dict, dict]]:
     """``(model, config, record)`` for each member model in the checkpoint at ``path``: the
     checkpoint itself for a single model, each member for an ensemble (its config rebuilt from the
-    ensemble's, its record the one the ensemble kept)."""
+    ensemble's, its record the one the ensemble kept), only the members ``picks`` (0-based) when given."""
     model, config = load_checkpoint(path)
     if config["arch"] != ENSEMBLE:
+        if picks is not None:
+            raise RttagError(f"{path} is a single {config['arch']} model; '@' picks members of an ensemble only")
         record = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                   "name": config.get("name"), "train": config.get("train", {}), "metrics": config.get("metrics", {})}
         return [(model, config, record)]
     inner = config["hparams"]
     shared = {"arch": inner["arch"], "hparams": inner["hparams"], "labels": config["labels"],
               "frontend": config["frontend"], "smoother": config.get("smoother", {})}
-    return [(member, shared, record) for member, record in zip(model.members, config["members"])]
+    members = [(member, shared, record) for member, record in zip(model.members, config["members"])]
+    if picks is None:
+        return members
+    bad = [i for i in picks if not 0 <= i < len(members)]
+    if bad:
+        raise RttagError(f"{path} has members 0..{len(members) - 1}; no member {bad[0]}")
+    return [members[i] for i in picks]
 
 
-def combine(paths: list[Path], name: str, version: str) -> dict:
-    """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints at ``paths``; an
-    ensemble among them contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``)."""
-    loaded = [(path, *m) for path in paths for m in _members(path)]
+def combine(specs: list[str | Path], name: str, version: str) -> dict:
+    """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints ``specs`` (paths, or
+    ``path@i,j`` for some members of an ensemble, :func:`split_spec`); an ensemble among them
+    contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``)."""
+    loaded = [(path, *m) for path, picks in map(split_spec, map(str, specs)) for m in _members(path, picks)]
     if len(loaded) < 2:
         raise RttagError("an ensemble needs at least 2 member models")
     first_path, _, first, _ = loaded[0]
@@ -70,14 +92,15 @@ def combine(paths: list[Path], name: str, version: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rttag.train.ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("members", nargs="+",
-                        help="member checkpoints written by 'rttag train' (.pt); an ensemble adds its members")
+                        help="member checkpoints written by 'rttag train' (.pt); an ensemble adds its members, "
+                        "ENS.pt@1,3 only its members 1 and 3 (0-based)")
     parser.add_argument("-o", "--output", required=True, help="ensemble checkpoint to write (.pt)")
     parser.add_argument("--name", default="crnn", help="model name in the metadata (default: crnn)")
     parser.add_argument("--version", default="1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        ckpt = combine([Path(p) for p in args.members], args.name, args.version)
+        ckpt = combine(args.members, args.name, args.version)
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, out)
