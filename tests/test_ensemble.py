@@ -110,6 +110,9 @@ def test_members_can_be_picked_from_an_ensemble(tmp_path):
         ensemble.combine([f"{tmp_path / 'e.pt'}@one", tmp_path / "m3.pt"], "crnn", "1")
     with pytest.raises(RttagError, match="single crnn model"):
         ensemble.combine([f"{tmp_path / 'm0.pt'}@0", tmp_path / "m3.pt"], "crnn", "1")
+    # a file whose name has an '@' is still a file
+    (tmp_path / "v@2.pt").write_bytes((tmp_path / "m3.pt").read_bytes())
+    assert ensemble.split_spec(str(tmp_path / "v@2.pt")) == (tmp_path / "v@2.pt", None)
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):

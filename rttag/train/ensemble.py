@@ -33,9 +33,10 @@ SHARED = ("arch", "hparams", "labels", "frontend")
 
 
 def split_spec(spec: str) -> tuple[Path, list[int] | None]:
-    """``"ens.pt@1,3"`` → ``(Path("ens.pt"), [1, 3])``; a spec without ``@`` picks every member."""
+    """``"ens.pt@1,3"`` → ``(Path("ens.pt"), [1, 3])``; a spec without ``@``, or naming a file
+    that exists as written, picks every member."""
     path, sep, picks = spec.rpartition("@")
-    if not sep:
+    if not sep or Path(spec).exists():
         return Path(spec), None
     try:
         return Path(path), [int(i) for i in picks.split(",")]
