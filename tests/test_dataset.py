@@ -295,3 +295,37 @@ def test_attribution_names_the_holders_of_the_stanza_that_covers_each_file(tmp_p
             in text and f"Copyright: 2001-2014 Main Author\n\n- `{main}` — GPL-2\n" in text
             and f"Copyright: Door Maker\n\n- `{renamed}` — CC0-1.0\n" in text
             and "Copyright: see the package's copyright file\n\n- `usr/share/old/knock.wav` — GPL\n" in text)
+
+
+def test_validation_halves_of_the_bundled_lists_split_whole_packages_and_cover_every_label():
+    from rttag import LABELS
+    from rttag.dataset.sources import (default_extra_sources_tsv, default_sources_tsv,
+                                       default_validation_sources_tsv, read_sources)
+    from rttag.dataset.splits import keep_validation_half, validation_halves
+    sources = (read_sources(default_sources_tsv()) + read_sources(default_extra_sources_tsv())
+               + read_sources(default_validation_sources_tsv()))
+    halves = validation_halves(sources)
+    assert halves == validation_halves(list(reversed(sources)))  # the draw does not depend on row order
+    full = assign(sources)
+    kept = {h: assign(keep_validation_half(sources, h)) for h in "AB"}
+    for h in "AB":
+        assert kept[h]["train"] == full["train"] and kept[h]["test"] == full["test"]
+        assert kept[h]["validation"]["background"] == full["validation"]["background"]
+    for label in LABELS:
+        pkgs = {h: {s.package for s in kept[h]["validation"].get(label, [])} for h in "AB"}
+        assert not pkgs["A"] & pkgs["B"]
+        assert pkgs["A"] | pkgs["B"] == {s.package for s in full["validation"][label]}
+        assert pkgs["B"] and (pkgs["A"] or label == "dog")  # dog has one validation package: B tunes it
+    assert {s.package for s in kept["B"]["validation"]["dog"]} == {"qabcs-data"}
+
+
+def test_validation_halves_refuse_a_split_that_cannot_cover_every_label():
+    from rttag.dataset.splits import validation_halves
+    row = lambda pkg, label: Source(pkg, f"{label}.ogg", label, "validation", "GPL", 1.0)
+    # p1 and p2 each hold the only validation package of a label, so both go to B: no music left for A
+    sources = [row("p1", "music"), row("p1", "dog"), row("p2", "music"), row("p2", "bird")]
+    with pytest.raises(SourceError, match="halves covering every label"):
+        validation_halves(sources, max_draws=50)
+    sources.append(row("p3", "music"))
+    halves = validation_halves(sources)
+    assert halves == {"p1": "B", "p2": "B", "p3": "A"}

@@ -28,7 +28,7 @@ from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
 from .sources import (Source, copyright_stanza, credited_licence, default_extra_sources_tsv, default_sources_tsv,
                       default_validation_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources)
-from .splits import SPLITS, assign, check_extra, check_validation
+from .splits import SPLITS, assign, check_extra, check_validation, keep_validation_half
 from . import leaks, synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-sources", default=None, metavar="TSV",
                         help="further validation-only recordings from packages no other list uses (default: rttag's "
                              "own rttag/dataset/validation_sources.tsv; 'none': validation from the vetted list alone)")
+    parser.add_argument("--validation-half", choices=("A", "B"), default=None,
+                        help="keep only this half of the validation packages (whole packages, drawn once, the same "
+                             "on every machine): train on a build's A half, tune on its B half")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
@@ -187,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
                                   else default_validation_sources_tsv())
         check_validation(validation, sources, set(LABELS))
         sources += validation
+    if args.validation_half:
+        sources = keep_validation_half(sources, args.validation_half)
     fetch_and_unpack(sorted({s.package for s in sources}), cache, progress)
     audio, problems = decode_all(sources, cache, args.workers, progress)
     for p in problems:
@@ -215,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "metadata").mkdir(parents=True, exist_ok=True)
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra),
-                "validation_sources": len(validation),
+                "validation_sources": len(validation), "validation_half": args.validation_half,
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
     licences.update({sid: synth.LICENCE for label in synthetic for sid in _POOLS["train"][label].ids

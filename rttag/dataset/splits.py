@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from .sources import Source, SourceError
 
 SPLITS = ("train", "validation", "test")
@@ -81,3 +83,36 @@ def check_validation(rows: list[Source], others: list[Source], labels: set[str])
             "package is used by the other source lists" if s.package in used else None)
         if why:
             raise SourceError(f"validation source {s.package}:{s.path}: {why}")
+
+
+def validation_halves(sources: list[Source], max_draws: int = 1000) -> dict[str, str]:
+    """``{package: "A" or "B"}`` for every package that feeds the validation split of a label, so
+    that one half can be trained on and the other kept unseen for tuning (``rttag data build
+    --validation-half``). Whole packages go to one half (a package held out for several labels
+    stays together); the background ambience is left out (it carries no label and stays in both).
+    A label with a single validation package puts it in B, so that B can tune every label. The
+    draw is ``numpy.random.default_rng(k)``, one uniform number per package in name order (< 0.5:
+    A), for the first k at which every other label has packages in both halves."""
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for s in sources:
+        if s.label != "background" and split_of(s) == "validation":
+            labels_of[s.package].add(s.label)
+    packages = sorted(labels_of)
+    labels = set().union(*labels_of.values()) if labels_of else set()
+    single = {label for label in labels if sum(label in labels_of[p] for p in packages) == 1}
+    for k in range(max_draws):
+        rng = np.random.default_rng(k)
+        half = {p: "A" if rng.random() < 0.5 else "B" for p in packages}
+        half.update({p: "B" for p in packages if labels_of[p] & single})
+        covered = {h: {label for p in packages if half[p] == h for label in labels_of[p]} for h in "AB"}
+        if covered["A"] >= labels - single and covered["B"] >= labels:
+            return half
+    raise SourceError(f"no split of the validation packages into halves covering every label in {max_draws} draws")
+
+
+def keep_validation_half(sources: list[Source], half: str) -> list[Source]:
+    """``sources`` without the validation rows of the other half's packages (``validation_halves``);
+    train and test rows, and the background ambience, are kept as they are."""
+    halves = validation_halves(sources)
+    return [s for s in sources
+            if s.label == "background" or split_of(s) != "validation" or halves[s.package] == half]
