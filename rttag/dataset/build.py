@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="further validation-only recordings from packages no other list uses (default: rttag's "
                              "own rttag/dataset/validation_sources.tsv; 'none': validation from the vetted list alone)")
     parser.add_argument("--validation-half", choices=("A", "B"), default=None,
-                        help="keep only this half of the validation packages (whole packages, drawn once, the same "
-                             "on every machine): train on a build's A half, tune on its B half")
+                        help="keep only this half of the validation packages (whole packages; the same halves on "
+                             "every machine for the same source lists): train with half A, tune on half B")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")

@@ -6,6 +6,8 @@ model and threshold choices are made on recordings from sources the model never 
 validation on files of the training packages overstates quality several times. rttag's own
 ``validation_sources.tsv`` adds rows marked ``validation`` from packages that no other list
 uses (``check_validation``), so that a label is not tuned on one package's sounds alone.
+``validation_halves`` splits the validation packages in two (``rttag data build
+--validation-half A|B``), so that a model can train on one half and be tuned on the other.
 """
 
 from __future__ import annotations
