@@ -7,6 +7,7 @@ cause end in one ``rttag: error: …`` line and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import signal
@@ -23,14 +24,24 @@ DEMO_WAV = PACKAGE_DIR / "assets" / "demo.wav"
 EXIT_SIGPIPE = 141
 
 
-def default_model_path() -> Path:
-    """The shipped default model: ``models/crnn.onnx`` beside the package (editable or
-    source checkout) or under ``<prefix>/share/rttag/models`` (regular install)."""
-    for candidate in (PACKAGE_DIR.parent / "models" / "crnn.onnx",
-                      Path(sys.prefix) / "share" / "rttag" / "models" / "crnn.onnx"):
+def shipped_model_path(name: str = "crnn") -> Path:
+    """A shipped model, ``models/NAME.onnx`` (``crnn``, the default; ``context-cnn``;
+    ``frame-mlp``), beside the package (editable or source checkout) or under
+    ``<prefix>/share/rttag/models`` (regular install)."""
+    for candidate in (PACKAGE_DIR.parent / "models" / f"{name}.onnx",
+                      Path(sys.prefix) / "share" / "rttag" / "models" / f"{name}.onnx"):
         if candidate.is_file():
             return candidate
-    return PACKAGE_DIR.parent / "models" / "crnn.onnx"
+    return PACKAGE_DIR.parent / "models" / f"{name}.onnx"
+
+
+def _model_file(text: str) -> str:
+    """The ``model`` key / ``--model``: an ONNX file, or the bare name of a shipped model when no
+    such file exists (``--model context-cnn`` runs ``models/context-cnn.onnx``)."""
+    if text.endswith(".onnx") or "/" in text or Path(text).exists():
+        return text
+    shipped = shipped_model_path(text)
+    return str(shipped) if shipped.is_file() else text
 
 
 def _device_arg(text: str) -> int | str:
@@ -40,7 +51,9 @@ def _device_arg(text: str) -> int | str:
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("streaming (each overrides the config key named in brackets)")
     g.add_argument("--config", help="YAML config file (default: $RTTAG_CONFIG or ~/.config/rttag/config.yaml)")
-    g.add_argument("--model", help="ONNX model [model]; default: the shipped crnn")
+    g.add_argument("--model",
+                   help="ONNX model file, or a shipped model's name: crnn, context-cnn, frame-mlp [model]; "
+                        "default: the shipped crnn")
     g.add_argument("--providers", choices=("auto", "cpu", "cuda"), help="execution provider [providers]")
     g.add_argument("--threads", type=int, help="onnxruntime threads [threads]")
     g.add_argument("--block-size", type=int, help="samples per read block [block_size]")
@@ -123,7 +136,9 @@ def _run_streams(args, sources_factory) -> int:
     from .pipeline import Pipeline
 
     conf = _resolve_config(args)
-    model = load_model(conf, default_model_path())
+    if conf.model:
+        conf = dataclasses.replace(conf, model=_model_file(conf.model))
+    model = load_model(conf, shipped_model_path())
     sink = JsonlSink()
     pipeline = Pipeline(model, smoother_params(conf, model.info), sink.write, block_size=conf.block_size,
                         frames_per_call=conf.frames_per_call, ring_seconds=conf.ring_seconds,

@@ -79,6 +79,21 @@ def test_events_before_a_bad_file_are_kept(model_path, bursts_wav):
     assert events[-1]["status"] == "stopped" and any(e["type"] == "on" for e in events)
 
 
+def test_model_by_shipped_name(bursts_wav, tmp_path):
+    """``--model NAME`` and the config key ``model: NAME`` run models/NAME.onnx; a name that is
+    neither a file nor a shipped model is one error line naming what was typed."""
+    proc = run_rttag("tag", str(bursts_wav), "--model", "frame-mlp")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert parse_events(proc.stdout)[0]["model"] == "frame-mlp-v1"
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model: context-cnn\n")
+    proc = run_rttag("tag", str(bursts_wav), "--config", str(conf))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert parse_events(proc.stdout)[0]["model"] == "context-cnn-v1"
+    assert_one_error_line(run_rttag("tag", str(bursts_wav), "--model", "no-such-model"),
+                          "model file not found: no-such-model")
+
+
 def test_corrupt_onnx(bursts_wav, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(bytes(range(256)) * 4)
