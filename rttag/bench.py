@@ -32,7 +32,6 @@ import numpy as np
 
 from .errors import RttagError
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEMO_WAV = Path(__file__).resolve().parent / "assets" / "demo.wav"
 
 
@@ -48,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_path(name: str) -> Path:
-    path = Path(name) if name.endswith(".onnx") else MODELS_DIR / f"{name}.onnx"
+    from .runtime import shipped_model_path
+
+    path = Path(name) if name.endswith(".onnx") else shipped_model_path(name)
     if not path.is_file():
         raise RttagError(f"bench: no model {path}")
     return path

@@ -24,20 +24,11 @@ DEMO_WAV = PACKAGE_DIR / "assets" / "demo.wav"
 EXIT_SIGPIPE = 141
 
 
-def shipped_model_path(name: str = "crnn") -> Path:
-    """A shipped model, ``models/NAME.onnx`` (``crnn``, the default; ``context-cnn``;
-    ``frame-mlp``), beside the package (editable or source checkout) or under
-    ``<prefix>/share/rttag/models`` (regular install)."""
-    for candidate in (PACKAGE_DIR.parent / "models" / f"{name}.onnx",
-                      Path(sys.prefix) / "share" / "rttag" / "models" / f"{name}.onnx"):
-        if candidate.is_file():
-            return candidate
-    return PACKAGE_DIR.parent / "models" / f"{name}.onnx"
-
-
 def _model_file(text: str) -> str:
     """The ``model`` key / ``--model``: an ONNX file, or the bare name of a shipped model when no
     such file exists (``--model context-cnn`` runs ``models/context-cnn.onnx``)."""
+    from .runtime import shipped_model_path
+
     if text.endswith(".onnx") or "/" in text or Path(text).exists():
         return text
     shipped = shipped_model_path(text)
@@ -134,6 +125,7 @@ def _run_streams(args, sources_factory) -> int:
     from .events import JsonlSink, SinkClosed
     from .model_config import load_model, smoother_params
     from .pipeline import Pipeline
+    from .runtime import shipped_model_path
 
     conf = _resolve_config(args)
     if conf.model:

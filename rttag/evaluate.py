@@ -58,7 +58,6 @@ from .smoother import FIELDS as SMOOTHER_FIELDS, Smoother, SmootherParams
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = "crnn,frame-mlp,context-cnn"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 T_COLLAR_S = 0.2
@@ -634,7 +633,9 @@ def _f1_intervals(systems: dict, names: Sequence[str], picks: np.ndarray, first_
 
 def model_path(name: str) -> Path:
     """``models/NAME.onnx`` for a bare name, else the path given."""
-    path = Path(name) if name.endswith(".onnx") else MODELS_DIR / f"{name}.onnx"
+    from .runtime import shipped_model_path
+
+    path = Path(name) if name.endswith(".onnx") else shipped_model_path(name)
     if not path.is_file():
         raise EvalError(f"no model {path}")
     return path

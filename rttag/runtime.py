@@ -31,6 +31,17 @@ class ModelError(RttagError):
     """The model file is missing, corrupt, or does not follow the contract."""
 
 
+def shipped_model_path(name: str = "crnn") -> Path:
+    """A shipped model, ``models/NAME.onnx`` (``crnn``, the default; ``context-cnn``;
+    ``frame-mlp``), beside the package (editable or source checkout) or under
+    ``<prefix>/share/rttag/models`` (regular install); the checkout's path when neither exists."""
+    checkout = Path(__file__).resolve().parent.parent / "models" / f"{name}.onnx"
+    for candidate in (checkout, Path(sys.prefix) / "share" / "rttag" / "models" / f"{name}.onnx"):
+        if candidate.is_file():
+            return candidate
+    return checkout
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the ONNX metadata says about a model."""
