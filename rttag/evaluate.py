@@ -16,6 +16,10 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 * jitter: ``excess_on_per_min`` = sum over classes of max(0, predicted ``on`` − reference
   events) per minute of audio; ``short_spurious_per_min`` = predicted events shorter than
   250 ms that overlap no reference event of their label, per minute;
+* held on: (file, label) pairs whose predicted events cover at least ``HELD_COVER`` of the
+  file while its reference events of that label cover less than ``HELD_REF_BELOW`` — a class
+  stuck on over a file's background, which the excess ``on`` rate cannot see (a class held on
+  for a whole file is one ``on``); counted per label, with the files that have one or more;
 * latency: for each reference event, the first not yet used prediction of its label whose
   onset ``t`` lies in [onset − 200 ms, offset) is its match; latency = the match's decision
   time ``at`` − reference onset (median and 90th percentile, s);
@@ -67,6 +71,10 @@ OFFSET_FRACTION = 0.2
 SEGMENT_S = 1.0
 SHORT_S = 0.25
 """Predicted events shorter than this (s) count as short."""
+HELD_COVER = 0.9
+"""A label's predicted events covering at least this share of a file hold it on there..."""
+HELD_REF_BELOW = 0.5
+"""...when its reference events cover less than this share of the file."""
 BOOTSTRAP_ROUNDS = 2000
 """Default resamples of the files for the intervals (F1, jitter, latency)."""
 BOOTSTRAP_SEED = 0
@@ -485,6 +493,38 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             "per_file": per_file}
 
 
+def covered_s(spans: Sequence[tuple[float, float]], duration_s: float) -> float:
+    """Seconds of [0, ``duration_s``] inside the union of the (onset, offset) ``spans`` (s)."""
+    total, end = 0.0, 0.0
+    for onset, offset in sorted((max(0.0, a), min(duration_s, b)) for a, b in spans):
+        if offset > end:
+            total += offset - max(onset, end)
+            end = offset
+    return total
+
+
+def held_on(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
+    """Classes held on through a file (see the module docstring): ``pairs``, the (file, label)
+    pairs whose detections cover at least :data:`HELD_COVER` of the file while the reference
+    covers less than :data:`HELD_REF_BELOW`; ``files``, the files with one or more such pair,
+    and ``files_share``, their share of the split's files (None for an empty split);
+    ``per_class``, the pairs per label of ``labels``."""
+    per_class = dict.fromkeys(labels, 0)
+    files = 0
+    for name, duration in split.durations.items():
+        held = False
+        for label in labels:
+            sys_s = covered_s([(d.onset, d.offset) for d in detections.get(name, []) if d.label == label], duration)
+            if duration > 0 and sys_s >= HELD_COVER * duration:
+                ref_s = covered_s([(e.onset, e.offset) for e in split.reference[name] if e.label == label], duration)
+                if ref_s < HELD_REF_BELOW * duration:
+                    per_class[label] += 1
+                    held = True
+        files += held
+    return {"pairs": sum(per_class.values()), "files": files,
+            "files_share": files / len(split.durations) if split.durations else None, "per_class": per_class}
+
+
 PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference")
 """Where a detection falls, in the order :func:`detection_places` tests them."""
 
@@ -517,6 +557,7 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
     under ``speech`` the figures for that label alone (the silero-vad comparison). ``full``:
     the split with every label's reference, for :func:`detection_places` (default ``split``)."""
     scores = {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
+              "held_on": held_on(split, detections, labels),
               "places": detection_places(full or split, detections), "psds": psds}
     if "speech" in labels:
         speech_only = {n: [d for d in dets if d.label == "speech"] for n, dets in detections.items()}
@@ -680,10 +721,15 @@ def _fmt_range(pair: Optional[Sequence[float]], digits: int = 3) -> str:
     return f"{_fmt(pair[0], digits)} – {_fmt(pair[1], digits)}" if pair else ""
 
 
+def _held_cell(held: dict) -> str:
+    """"files (share)" for the main table, e.g. "12 (6 %)"."""
+    return f"{held['files']} ({100 * held['files_share']:.0f} %)" if held["files_share"] is not None else ""
+
+
 def format_table(systems: dict) -> str:
     """The main table and the per-class event-F1 table (Markdown) from ``systems``."""
     head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 "
-            "| excess on/min | short spurious/min | latency median (s) | latency p90 (s) |")
+            "| excess on/min | short spurious/min | files with a class held on | latency median (s) | latency p90 (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in systems.values():
         ev, seg, st = s["scores"]["event"], s["scores"]["segment"], s["scores"]["stream"]
@@ -691,8 +737,8 @@ def format_table(systems: dict) -> str:
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} | {_fmt(ev['macro_f1'])} "
                      f"| {_fmt(ev['micro_er'])} | {_fmt(seg['micro_f1'])} | {_fmt(seg['micro_er'])} "
                      f"| {_fmt(psds['psds1'] if psds else None)} | {_fmt(st['excess_on_per_min'], 1)} "
-                     f"| {_fmt(st['short_spurious_per_min'], 1)} | {_fmt(st['latency_median_s'], 2)} "
-                     f"| {_fmt(st['latency_p90_s'], 2)} |")
+                     f"| {_fmt(st['short_spurious_per_min'], 1)} | {_held_cell(s['scores']['held_on'])} "
+                     f"| {_fmt(st['latency_median_s'], 2)} | {_fmt(st['latency_p90_s'], 2)} |")
     labels = list(dict.fromkeys(label for s in systems.values() for label in s["scores"]["event"]["per_class"]))
     head2 = "| system | smoother | " + " | ".join(labels) + " |"
     lines += ["", "Event-based F1 per class:", "", head2, "|" + "---|" * (head2.count("|") - 1)]
@@ -718,6 +764,14 @@ def format_table(systems: dict) -> str:
         pl = s["scores"]["places"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
+    head_held = "| system | smoother | pairs | files | labels (pairs) |"
+    lines += ["", f"Classes held on through a file (events over ≥ {HELD_COVER:.0%} of it, reference under "
+              f"{HELD_REF_BELOW:.0%}):", "", head_held, "|" + "---|" * (head_held.count("|") - 1)]
+    for s in systems.values():
+        held = s["scores"]["held_on"]
+        most = sorted(((n, k) for k, n in held["per_class"].items() if n), key=lambda nk: (-nk[0], nk[1]))
+        lines.append(f"| {s['system']} | {s['smoother']} | {held['pairs']} | {_held_cell(held)} | "
+                     + ", ".join(f"{k} {n}" for n, k in most) + " |")
     with_ci = [s for s in systems.values() if "micro_f1_ci95" in s["scores"]["event"]]
     if with_ci:
         first = next(iter(systems.values()))

@@ -14,13 +14,13 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, _resampled_median, detection_places, format_table, intervals, merge_events,
-                            psds1, score_system, sed_scores, smooth, stream_file, stream_scores, system_names)
+                            PLACES, _resampled_median, covered_s, detection_places, format_table, held_on, intervals,
+                            merge_events, psds1, score_system, sed_scores, smooth, stream_file, stream_scores, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_ON, Candidate, backdate, choose, class_choice, joint_choice, micro_f1, offset_lags,
-                        onset_lags)
+from rttag.tune import (GRID_ON, Candidate, TuneError, backdate, choose, class_choice, joint_choice, micro_f1,
+                        offset_lags, onset_lags)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -675,3 +675,52 @@ def test_silero_runner_matches_the_packages_own_wrapper(vad):
     x = vowels(2.0)
     theirs = OnnxWrapper(str(model_path()), force_onnx_cpu=True).audio_forward(torch.from_numpy(x), 16000)
     assert np.allclose(vad.speech_probs([x])[0], theirs.numpy()[0], atol=1e-5)
+
+
+def test_held_on_counts_a_class_stuck_over_a_file_not_a_long_true_event():
+    split = split_of({"a.wav": [RefEvent(0.0, 20.0, "music")],       # music all along: not stuck
+                      "b.wav": [RefEvent(2.0, 4.0, "dog")],          # a short dog in a long dog
+                      "c.wav": []}, {"a.wav": 20.0, "b.wav": 20.0, "c.wav": 20.0})
+    dets = {"a.wav": [Detection("music", 0.0, 20.0, 0.1), Detection("dog", 0.0, 10.0, 0.1),
+                      Detection("dog", 9.0, 17.0, 9.1)],                # 17 of 20 s: under 90 %
+            "b.wav": [Detection("dog", 0.0, 8.0, 0.1), Detection("dog", 7.5, 30.0, 7.6)],  # 20 s, ref 2 s
+            "c.wav": [Detection("bird", -1.0, 10.0, 0.1), Detection("bird", 10.0, 19.0, 10.1),  # 19 of 20 s
+                      Detection("dog", 0.0, 20.0, 0.1)]}
+    held = held_on(split, dets, ["music", "dog", "bird"])
+    assert held["per_class"] == {"music": 0, "dog": 2, "bird": 1}
+    assert held["pairs"] == 3 and held["files"] == 2 and held["files_share"] == pytest.approx(2 / 3)
+    assert covered_s([(5.0, 8.0), (1.0, 3.0), (2.0, 4.0), (-2.0, 0.5)], 7.0) == pytest.approx(0.5 + 3.0 + 2.0)
+    assert "| 2 (67 %) |" in _held_cell_row(split, dets)
+
+
+def _held_cell_row(split, dets) -> str:
+    scores = score_system(split, dets, ["music", "dog", "bird"], None)
+    return format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
+
+
+def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
+    """A weak dog model: in the dog file two of three dogs reach only 0.14 (one 0.9), and in
+    three files without a dog the dog's probability sits at 0.12 throughout. An on-threshold of
+    0.1 finds all three dogs and holds the dog on through the three other files — one false
+    event each, event F1 6 / 9 — where 0.15 and above find one dog and nothing else (2 / 4). Event F1
+    alone takes 0.1; the guard leaves it out, and with the guard off it comes back."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events = 20.0, [(2.0, 4.0, 0.14), (8.0, 10.0, 0.14), (14.0, 16.0, 0.9)]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    dog = np.full(len(centres), 0.02, np.float32)
+    for a, b, level in events:
+        dog[(centres >= a) & (centres < b)] = level
+    quiet = np.full(len(centres), 0.12, np.float32)
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    names = ["dog.wav", "b.wav", "c.wav", "d.wav"]
+    split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b, _ in events], "b.wav": [], "c.wav": [], "d.wav": []},
+                     dict.fromkeys(names, duration))
+    runs = {n: FileRun((dog if n == "dog.wav" else quiet)[:, None], logmel, [], duration) for n in names}
+    params, report, summary = choose(split, runs, ["dog"], timing, fallback_params(1))
+    assert params.on_threshold[0] >= 0.15 and report["dog"]["files_held_on"] == 0 and report["dog"]["held_on_ok"]
+    assert summary["micro_f1"] == pytest.approx(0.5)
+    params, report, summary = choose(split, runs, ["dog"], timing, fallback_params(1), max_held_on=1.0)
+    assert params.on_threshold[0] == pytest.approx(0.1) and report["dog"]["files_held_on"] == 3
+    assert summary["micro_f1"] == pytest.approx(6 / 9)
+    with pytest.raises(TuneError):
+        choose(split, runs, ["dog"], timing, fallback_params(1), max_held_on=1.5)
