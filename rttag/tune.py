@@ -302,6 +302,12 @@ def not_held_on(candidates: Sequence[Candidate], max_files: float) -> list[Candi
     return [c for c in candidates if c.files_held_on <= max(max_files, fewest)]
 
 
+def check_share(max_held_on: float) -> None:
+    """Refuses a ``--max-held-on`` outside [0, 1]."""
+    if not 0.0 <= max_held_on <= 1.0:
+        raise TuneError(f"--max-held-on {max_held_on:g}: a share of the files, from 0 to 1")
+
+
 def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> Candidate:
     """The eligible candidate with the best event F1, then segment F1 (the first on ties);
     the best regardless of latency and recall when none is eligible."""
@@ -422,8 +428,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     all matched events together (``max_overall_latency_s``: see :func:`hold_back`)."""
     if objective not in OBJECTIVES:
         raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
-    if not 0.0 <= max_held_on <= 1.0:
-        raise TuneError(f"--max-held-on {max_held_on:g}: a share of the files, from 0 to 1")
+    check_share(max_held_on)
     candidates: dict[str, list[Candidate]] = {label: [] for label in labels}
     max_held_files = max_held_on * len(split.paths)
 
@@ -506,6 +511,7 @@ def run(args) -> int:
 
     if args.split == "test":
         raise TuneError("tuning must not look at the test split; use --split validation")
+    check_share(args.max_held_on)
     src = model_path(args.model)
     dst = Path(args.output) if args.output else src
     model = OnnxModel(src, providers=args.providers, threads=args.threads)

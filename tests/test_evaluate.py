@@ -616,6 +616,9 @@ def test_tune_refuses_the_test_split(dataset, model_path, tmp_path):
     proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--split", "test")
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and err == ["rttag: error: tuning must not look at the test split; use --split validation"]
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--max-held-on", "5")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == ["rttag: error: --max-held-on 5: a share of the files, from 0 to 1"]
 
 
 # --------------------------------------------------------------- silero-vad peer
