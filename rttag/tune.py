@@ -172,9 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a setting is eligible for a class only if it detects at least this share of the "
                         f"class's validation events (default {MIN_RECALL:g}: at least one)")
     parser.add_argument("--max-held-on", type=float, default=MAX_HELD_ON, metavar="SHARE",
-                        help="a setting is left out for a class when it holds the class on through more than this "
-                        "share of the files (events over 90 %% of a file the class does not fill; default "
-                        f"{MAX_HELD_ON:g}; 1 turns the guard off)")
+                        help="a class whose chosen setting holds it on through more than this share of the files "
+                        "(events over 90 %% of a file the class does not fill) is chosen again without such "
+                        f"settings (default {MAX_HELD_ON:g}; 1 turns the guard off)")
     parser.add_argument("--max-overall-latency", type=float, metavar="S",
                         help="budget for the median decision latency over all matched validation events "
                         "together, s: the dominance stage may then let classes exceed --max-latency while "
@@ -423,7 +423,8 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     """The grid search (see the module docstring). Returns the chosen parameters; per label,
     what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
     decision latency, ``within_budget``, ``n_ref``, ``files_held_on``, ``held_on_ok``: False when
-    every setting held it on through more than ``max_held_on`` of the files, ``tuned``: False when
+    the chosen setting still holds it on through more than ``max_held_on`` of the files (every
+    setting did), ``tuned``: False when
     the class had no events and kept ``fallback``); and micro event F1 figures on ``split`` over the classes with
     events: ``class_micro_f1`` (each class's own best, offsets not yet placed),
     ``choice_micro_f1`` (the ``objective``'s choice, offsets not yet placed),

@@ -727,3 +727,28 @@ def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
     assert summary["micro_f1"] == pytest.approx(6 / 9)
     with pytest.raises(TuneError):
         choose(split, runs, ["dog"], timing, fallback_params(1), max_held_on=1.5)
+
+
+def test_tune_guards_only_the_classes_whose_final_setting_holds_them_on():
+    """Three files of birdsong where the dog's probability sits at 0.6 under the bird's 0.9,
+    and one file with three dogs at 0.6. Every on-threshold that finds a dog holds the dog on
+    through the three bird files — until dominance holds it back where the bird leads. The
+    guard looks at the final setting, so the dog keeps its threshold and dominance takes the
+    false dogs away (micro F1 1) instead of the dog going silent."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, dogs = 20.0, [(2.0, 4.0), (8.0, 10.0), (14.0, 16.0)]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    dog_file = np.full((len(centres), 2), 0.01, np.float32)
+    for a, b in dogs:
+        dog_file[(centres >= a) & (centres < b), 0] = 0.6
+    bird_file = np.tile(np.array([[0.6, 0.9]], np.float32), (len(centres), 1))
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    birds = ["b.wav", "c.wav", "d.wav"]
+    split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b in dogs],
+                      **{n: [RefEvent(0.0, duration, "bird")] for n in birds}},
+                     dict.fromkeys(["dog.wav", *birds], duration))
+    runs = {"dog.wav": FileRun(dog_file, logmel, [], duration),
+            **{n: FileRun(bird_file, logmel, [], duration) for n in birds}}
+    params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback_params(2))
+    assert params.dominance[0] > 0.6 / 0.9 and report["dog"]["event_f1"] == pytest.approx(1.0)
+    assert report["dog"]["files_held_on"] == 0 and summary["micro_f1"] == pytest.approx(1.0)
