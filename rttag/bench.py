@@ -46,15 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
-def _model_path(name: str) -> Path:
-    from .runtime import shipped_model_path
-
-    path = Path(name) if name.endswith(".onnx") else shipped_model_path(name)
-    if not path.is_file():
-        raise RttagError(f"bench: no model {path}")
-    return path
-
-
 def _cpu() -> float:
     return time.process_time()
 
@@ -169,11 +160,13 @@ def run(args: argparse.Namespace) -> int:
     if args.worker:
         print(json.dumps(measure(args.worker, args.audio, args.seconds, args.calls, args.providers)))
         return 0
+    from .runtime import model_file
+
     if not Path(args.audio).is_file():
         raise RttagError(f"bench: no audio file {args.audio}")
     results = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        path = name if name == "silero-vad" else _model_path(name)
+        path = name if name == "silero-vad" else model_file(name)
         print(f"rttag bench: {name} …", file=sys.stderr)
         proc = subprocess.run([sys.executable, "-m", "rttag", "bench", "--worker", str(path), "--audio", args.audio,
                                "--seconds", str(args.seconds), "--calls", str(args.calls),

@@ -672,16 +672,6 @@ def _f1_intervals(systems: dict, names: Sequence[str], picks: np.ndarray, first_
 # ------------------------------------------------------------------------ command
 
 
-def model_path(name: str) -> Path:
-    """``models/NAME.onnx`` for a bare name, else the path given."""
-    from .runtime import shipped_model_path
-
-    path = Path(name) if name.endswith(".onnx") else shipped_model_path(name)
-    if not path.is_file():
-        raise EvalError(f"no model {path}")
-    return path
-
-
 def system_names(names: Sequence[str], paths: Sequence[Path]) -> list[str]:
     """The name each model goes by in the table: its metadata name, or — where two models given
     share that name (two exports of one arch) — its file name without ``.onnx``, else its path."""
@@ -814,12 +804,12 @@ def format_table(systems: dict) -> str:
 
 
 def run(args) -> int:
-    from .runtime import OnnxModel
+    from .runtime import OnnxModel, model_file
 
     if args.roll_seconds <= 0 or args.psds_resolution < 0 or args.bootstrap < 0:
         raise EvalError("--roll-seconds must be positive, --psds-resolution and --bootstrap not negative")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    paths = [model_path(n) for n in names]  # all checked before the first long run
+    paths = [model_file(n) for n in names]  # all checked before the first long run
     repeated = [p for p, count in Counter(p.resolve() for p in paths).items() if count > 1]
     if repeated:
         raise EvalError(f"--models names {repeated[0]} more than once")

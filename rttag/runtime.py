@@ -42,6 +42,16 @@ def shipped_model_path(name: str = "crnn") -> Path:
     return checkout
 
 
+def model_file(name: str) -> Path:
+    """The ONNX file a command's model argument names: :func:`shipped_model_path` for a bare
+    name (``crnn``), else the ``.onnx`` path given. Raises :class:`ModelError` ("no model
+    PATH") when the file does not exist."""
+    path = Path(name) if name.endswith(".onnx") else shipped_model_path(name)
+    if not path.is_file():
+        raise ModelError(f"no model {path}")
+    return path
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the ONNX metadata says about a model."""

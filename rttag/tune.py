@@ -95,7 +95,7 @@ import numpy as np
 
 from .errors import RttagError
 from .evaluate import (OFFSET_FRACTION, T_COLLAR_S, Detection, FrameTiming, Split, held_on, load_split,
-                       match_onsets, model_path, run_model, sed_scores, smooth_runs)
+                       match_onsets, run_model, sed_scores, smooth_runs)
 from .smoother import FIELDS, SmootherParams
 
 log = logging.getLogger(__name__)
@@ -528,12 +528,12 @@ def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -
 
 
 def run(args) -> int:
-    from .runtime import OnnxModel
+    from .runtime import OnnxModel, model_file
 
     if args.split == "test":
         raise TuneError("tuning must not look at the test split; use --split validation")
     check_share(args.max_held_on)
-    src = model_path(args.model)
+    src = model_file(args.model)
     dst = Path(args.output) if args.output else src
     model = OnnxModel(src, providers=args.providers, threads=args.threads)
     info = model.info

@@ -22,4 +22,4 @@ def test_bench_reports_every_figure(model_path, bursts_wav, tmp_path):
 
 def test_bench_unknown_model_is_one_error_line(bursts_wav):
     proc = run_rttag("bench", "--models", "no-such-model", "--audio", str(bursts_wav))
-    assert proc.returncode != 0 and proc.stderr.decode().strip().startswith("rttag: error: bench: no model")
+    assert proc.returncode != 0 and proc.stderr.decode().strip().startswith("rttag: error: no model")

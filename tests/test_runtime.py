@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rttag.frontend import LogMelFrontend
-from rttag.runtime import ModelError, OnnxModel
+from rttag.runtime import ModelError, OnnxModel, model_file, shipped_model_path
 from conftest import make_gru_model, tone_bursts
 
 
@@ -59,6 +59,14 @@ def test_corrupt_model_is_a_model_error(tmp_path):
     bad.write_bytes(b"this is not a protobuf" * 10)
     with pytest.raises(ModelError, match="cannot load model"):
         OnnxModel(bad)
+
+
+def test_model_file_resolves_a_name_or_a_path_and_names_a_missing_one(model_path, tmp_path):
+    assert model_file("crnn") == shipped_model_path("crnn")
+    assert model_file(str(model_path)) == model_path
+    for missing in ("no-such-model", str(tmp_path / "gone.onnx")):
+        with pytest.raises(ModelError, match=r"^no model .*(no-such-model|gone)\.onnx$"):
+            model_file(missing)
 
 
 def test_missing_metadata_fields_are_named(tmp_path):
