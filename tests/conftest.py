@@ -32,6 +32,29 @@ def randomise_batchnorm(model) -> None:
                 m.running_var.uniform_(0.5, 2)
 
 
+SMALL_CRNN = {"channels": [4, 4, 8], "hidden": 16}
+"""Hyper-parameters of a small crnn for checkpoint tests."""
+
+
+def small_crnn_checkpoint(path: Path, seed: int, hparams: dict = SMALL_CRNN):
+    """A small random crnn checkpoint (non-trivial BatchNorm statistics, on-thresholds 0.4) at
+    ``path``, as 'rttag train' writes one; returns the model in eval mode. Needs torch."""
+    import torch
+
+    from rttag.train import export
+    from rttag.train.models import build, n_params
+
+    torch.manual_seed(seed)
+    model = build("crnn", hparams)
+    randomise_batchnorm(model)
+    smoother = {k: [v] * len(LABELS) for k, v in export.DEFAULT_SMOOTHER.items()} | {"on_threshold": [0.4] * len(LABELS)}
+    config = {"arch": "crnn", "hparams": hparams, "name": f"m{seed}", "version": "0", "labels": list(LABELS),
+              "frontend": FrontendParams().to_dict(), "smoother": smoother, "params": n_params(model),
+              "train": {"command": f"rttag train --seed {seed}", "wall_minutes": 1.0}}
+    torch.save({"state_dict": model.state_dict(), "config": config}, path)
+    return model.eval()
+
+
 def make_gru_model(path: Path, seed: int = 0, metadata: dict | None = None, n_mels: int = 64) -> Path:
     """Write a randomly initialised stateful model: GRU(feats) → linear + loudness term → sigmoid.
 

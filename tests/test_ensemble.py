@@ -13,26 +13,12 @@ onnx = pytest.importorskip("onnx")
 
 from rttag import LABELS  # noqa: E402
 from rttag.errors import RttagError  # noqa: E402
-from rttag.frontend import FrontendParams  # noqa: E402
 from rttag.runtime import OnnxModel  # noqa: E402
 from rttag.train import ensemble, export  # noqa: E402
-from rttag.train.models import build, n_params, zero_state  # noqa: E402
-from conftest import randomise_batchnorm  # noqa: E402
+from rttag.train.models import zero_state  # noqa: E402
+from conftest import small_crnn_checkpoint  # noqa: E402
 
-SMALL = {"channels": [4, 4, 8], "hidden": 16}
-
-
-def member(path, seed, hparams=SMALL):
-    """A small random crnn checkpoint (non-trivial BatchNorm statistics) at ``path``."""
-    torch.manual_seed(seed)
-    model = build("crnn", hparams)
-    randomise_batchnorm(model)
-    smoother = {k: [v] * len(LABELS) for k, v in export.DEFAULT_SMOOTHER.items()} | {"on_threshold": [0.4] * len(LABELS)}
-    config = {"arch": "crnn", "hparams": hparams, "name": f"m{seed}", "version": "0", "labels": list(LABELS),
-              "frontend": FrontendParams().to_dict(), "smoother": smoother, "params": n_params(model),
-              "train": {"command": f"rttag train --seed {seed}", "wall_minutes": 1.0}}
-    torch.save({"state_dict": model.state_dict(), "config": config}, path)
-    return model.eval()
+member = small_crnn_checkpoint
 
 
 def test_exported_ensemble_gives_the_mean_of_its_members(tmp_path):

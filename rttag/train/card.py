@@ -76,7 +76,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
         lines.append("| state | " + (", ".join(f"`{n}` {st['shapes'][n]}" for n in st["names"]) or "none") + " |")
     if config["arch"] == ENSEMBLE:
         lines += _members(config["members"])
-        return "\n".join(lines + _tail(sm, onnx_meta, drift))
+        return "\n".join(lines + _stack(config.get("stack")) + _tail(sm, onnx_meta, drift))
     lines += ["", "## Data", "",
               f"Dataset from `rttag data build` (`{tr.get('data', 'data')}`): train {tr.get('train_hours', '?')} h, "
               f"validation {tr.get('validation_hours', '?')} h (packages not used in training for that label), test "
@@ -108,7 +108,7 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
                      f"{sm['on_threshold'][k]:.3f} | {sm['off_threshold'][k]:.3f} | {sm['onset_lag_s'][k]:.2f} |")
     lines += ["", f"Initial smoother block from training (validation): the on/off thresholds and onset lags above, "
               f"min_on_s {sm['min_on_s'][0]}, min_off_s {sm['min_off_s'][0]} for every class."]
-    return "\n".join(lines + _tail(sm, onnx_meta, drift))
+    return "\n".join(lines + _stack(config.get("stack")) + _tail(sm, onnx_meta, drift))
 
 
 def _members(members: list[dict]) -> list[str]:
@@ -124,6 +124,20 @@ def _members(members: list[dict]) -> list[str]:
                   f"frame mAP validation {_fmt(val.get('mAP'))}, test {_fmt(test.get('mAP'))} "
                   "(thresholds and epochs chosen on validation).", ""]
     return lines
+
+
+def _stack(record: dict | None) -> list[str]:
+    """The card section of a fitted output stack (:mod:`rttag.train.stack`); none without one."""
+    if not record:
+        return []
+    return ["", "## Output stack", "",
+            "A per-frame linear map on the output logits (each class reads every class's logit), fitted after "
+            "training on a split from packages the model did not train on:", "", "```sh",
+            f"python -m rttag.train.stack {record['checkpoint']} --data {record['data']} "
+            f"--split {record['split']} --l2 {record['l2']:g}", "```", "",
+            f"{record['frames']:,} frames of {record['files']} files; frame mAP there {record['frame_map_before']:.3f} → "
+            f"{record['frame_map_after']:.3f} (in-sample: it was fitted there). The smoother below was tuned on the "
+            "stacked probabilities.", ""]
 
 
 def _tail(sm: dict, onnx_meta: dict | None, drift: dict | None) -> list[str]:

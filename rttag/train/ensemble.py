@@ -49,6 +49,9 @@ def _members(path: Path, picks: list[int] | None = None) -> list[tuple[torch.nn.
     checkpoint itself for a single model, each member for an ensemble (its config rebuilt from the
     ensemble's, its record the one the ensemble kept), only the members ``picks`` (0-based) when given."""
     model, config = load_checkpoint(path)
+    if config.get("stack"):
+        raise RttagError(f"{path} has a fitted output stack (python -m rttag.train.stack); combine the checkpoints "
+                         "it was fitted on instead, and fit a stack on the new ensemble")
     if config["arch"] != ENSEMBLE:
         if picks is not None:
             raise RttagError(f"{path} is a single {config['arch']} model; '@' picks members of an ensemble only")

@@ -32,7 +32,7 @@ from .. import LABELS
 from ..errors import RttagError
 from ..frontend import FrontendParams, LogMelFrontend
 from .features import read_audio
-from .models import build, n_params, zero_state
+from .models import OutputStack, build, n_params, zero_state
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         config = ckpt["config"]
         model = build(config["arch"], config.get("hparams", {}))
+        if config.get("stack"):
+            model = OutputStack(model, len(config["labels"]))
         model.load_state_dict(ckpt["state_dict"])
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
             KeyError, TypeError, ValueError) as exc:

@@ -224,6 +224,30 @@ class Ensemble(nn.Module):
         return torch.log(p) - torch.log1p(-p), *state_out
 
 
+class OutputStack(nn.Module):
+    """``model`` with a per-frame linear map on its output logits: ``logits' = logits · Wᵀ + b``
+    (``out.weight`` W ``[n_classes, n_classes]``, ``out.bias`` b ``[n_classes]``), the identity
+    until :mod:`rttag.train.stack` fits it on a validation split from packages the model never
+    trained on. Each class's output can then draw on the other classes' logits (the model's
+    ``speech`` firing on a kind of sound it has not heard as ``dog``). Per frame, no state of its
+    own: a framewise model stays framewise. States and shapes are ``model``'s."""
+
+    def __init__(self, model: nn.Module, n_classes: int):
+        super().__init__()
+        self.model = model
+        self.out = nn.Linear(n_classes, n_classes)
+        with torch.no_grad():
+            self.out.weight.copy_(torch.eye(n_classes))
+            self.out.bias.zero_()
+
+    def state_shapes(self) -> dict[str, list[int]]:
+        return self.model.state_shapes()
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor):
+        logits, *state_out = self.model(x, *state)
+        return self.out(logits), *state_out
+
+
 def build(arch: str, hparams: dict) -> nn.Module:
     """A model of ``arch`` (a key of ARCHS, or ENSEMBLE) built from JSON-able keyword arguments."""
     if arch == ENSEMBLE:

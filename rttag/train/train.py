@@ -266,6 +266,9 @@ def run(args: argparse.Namespace) -> int:
     init = {}
     if args.init:
         model, init = load_checkpoint(args.init)
+        if init.get("stack"):
+            raise RttagError(f"--init {args.init} has a fitted output stack; continue from the checkpoint it was "
+                             "fitted on (its config names it under 'stack')")
         if init["arch"] == ENSEMBLE:
             raise RttagError(f"--init {args.init} is an ensemble of {init['hparams']['members']} models; "
                              "continue from one member's checkpoint (the model card names them)")
