@@ -508,9 +508,9 @@ def held_on(split: Split, detections: dict[str, list[Detection]], labels: Sequen
     pairs whose detections cover at least :data:`HELD_COVER` of the file while the reference
     covers less than :data:`HELD_REF_BELOW`; ``files``, the files with one or more such pair,
     and ``files_share``, their share of the split's files (None for an empty split);
-    ``per_class``, the pairs per label of ``labels``."""
+    ``file_names``, those files; ``per_class``, the pairs per label of ``labels``."""
     per_class = dict.fromkeys(labels, 0)
-    files = 0
+    file_names = []
     for name, duration in split.durations.items():
         held = False
         for label in labels:
@@ -520,9 +520,12 @@ def held_on(split: Split, detections: dict[str, list[Detection]], labels: Sequen
                 if ref_s < HELD_REF_BELOW * duration:
                     per_class[label] += 1
                     held = True
-        files += held
+        if held:
+            file_names.append(name)
+    files = len(file_names)
     return {"pairs": sum(per_class.values()), "files": files,
-            "files_share": files / len(split.durations) if split.durations else None, "per_class": per_class}
+            "files_share": files / len(split.durations) if split.durations else None, "file_names": file_names,
+            "per_class": per_class}
 
 
 PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference")
@@ -623,7 +626,9 @@ def intervals(systems: dict, split: Split, rounds: int = BOOTSTRAP_ROUNDS, seed:
     * ``scores["stream"]`` (where it has ``per_file``): ``excess_on_per_min_ci95``,
       ``latency_median_s_ci95``, and for the same later systems ``vs_first``: ``ratio``, this
       system's excess ``on`` rate as a multiple of the first's, and its interval (NaN rounds,
-      where the first has no excess, left out)."""
+      where the first has no excess, left out).
+    * ``scores["held_on"]`` (where it has ``file_names``): ``files_ci95``, the interval of the
+      number of files with a class held on."""
     names = list(split.paths)
     if rounds <= 0 or not systems:
         return
@@ -647,6 +652,11 @@ def intervals(systems: dict, split: Split, rounds: int = BOOTSTRAP_ROUNDS, seed:
             st["vs_first"] = {"system": first_key,
                               "ratio": st["excess_on_per_min"] / first if first > 0 else None,
                               "ci95": _ci95(ratio) if np.isfinite(ratio).any() else None}
+    for s in systems.values():
+        held = s["scores"].get("held_on")
+        if held and "file_names" in held:
+            flags = np.isin(names, held["file_names"]).astype(float)
+            held["files_ci95"] = _ci95(flags[picks].sum(axis=1))
 
 
 def _f1_intervals(systems: dict, names: Sequence[str], picks: np.ndarray, first_key: str,
@@ -754,14 +764,14 @@ def format_table(systems: dict) -> str:
         pl = s["scores"]["places"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
-    head_held = "| system | smoother | pairs | files | labels (pairs) |"
+    head_held = "| system | smoother | pairs | files | 95 % interval of files | labels (pairs) |"
     lines += ["", f"Classes held on through a file (events over ≥ {HELD_COVER:.0%} of it, reference under "
               f"{HELD_REF_BELOW:.0%}):", "", head_held, "|" + "---|" * (head_held.count("|") - 1)]
     for s in systems.values():
         held = s["scores"]["held_on"]
         most = sorted(((n, k) for k, n in held["per_class"].items() if n), key=lambda nk: (-nk[0], nk[1]))
-        lines.append(f"| {s['system']} | {s['smoother']} | {held['pairs']} | {_held_cell(held)} | "
-                     + ", ".join(f"{k} {n}" for n, k in most) + " |")
+        lines.append(f"| {s['system']} | {s['smoother']} | {held['pairs']} | {_held_cell(held)} "
+                     f"| {_fmt_range(held.get('files_ci95'), 0)} | " + ", ".join(f"{k} {n}" for n, k in most) + " |")
     with_ci = [s for s in systems.values() if "micro_f1_ci95" in s["scores"]["event"]]
     if with_ci:
         first = next(iter(systems.values()))

@@ -692,13 +692,35 @@ def test_held_on_counts_a_class_stuck_over_a_file_not_a_long_true_event():
     held = held_on(split, dets, ["music", "dog", "bird"])
     assert held["per_class"] == {"music": 0, "dog": 2, "bird": 1}
     assert held["pairs"] == 3 and held["files"] == 2 and held["files_share"] == pytest.approx(2 / 3)
+    assert held["file_names"] == ["b.wav", "c.wav"]
     assert covered_s([(5.0, 8.0), (1.0, 3.0), (2.0, 4.0), (-2.0, 0.5)], 7.0) == pytest.approx(0.5 + 3.0 + 2.0)
-    assert "| 2 (67 %) |" in _held_cell_row(split, dets)
+    table, held = _held_table(split, dets)
+    assert "| 2 (67 %) |" in table
+    low, high = held["files_ci95"]
+    assert 0 <= low <= 2 <= high <= 3
+    assert f"| m | tuned | 3 | 2 (67 %) | {low:.0f} – {high:.0f} | dog 2, bird 1 |" in table.splitlines()
 
 
-def _held_cell_row(split, dets) -> str:
-    scores = score_system(split, dets, ["music", "dog", "bird"], None)
-    return format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
+def test_held_on_files_get_a_resampled_interval():
+    names = [f"f{i}" for i in range(60)]
+    system = _system({n: [1, 2, 2] for n in names})
+    system["scores"]["held_on"] = {"pairs": 15, "files": 15, "files_share": 0.25, "file_names": names[::4],
+                                   "per_class": {"dog": 15}}
+    never = _system({n: [1, 2, 2] for n in names})
+    never["scores"]["held_on"] = {"pairs": 0, "files": 0, "files_share": 0.0, "file_names": [], "per_class": {"dog": 0}}
+    systems = {"a/tuned": system, "b/tuned": never}
+    intervals(systems, split_of({}, dict.fromkeys(names, 20.0)), rounds=500)
+    low, high = system["scores"]["held_on"]["files_ci95"]
+    assert 5 < low < 15 < high < 25
+    assert never["scores"]["held_on"]["files_ci95"] == [0.0, 0.0]
+
+
+def _held_table(split, dets) -> tuple[str, dict]:
+    """format_table's output for one system scored on ``dets``, with resampling intervals, and its held-on figures."""
+    systems = {"m/tuned": {"system": "m", "smoother": "tuned",
+                           "scores": score_system(split, dets, ["music", "dog", "bird"], None)}}
+    intervals(systems, split, rounds=200)
+    return format_table(systems), systems["m/tuned"]["scores"]["held_on"]
 
 
 def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
