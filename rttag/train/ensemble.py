@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RttagError
-from .export import load_checkpoint
+from .export import load_checkpoint, save_checkpoint
 from .models import ENSEMBLE, build, n_params
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         ckpt = combine(args.members, args.name, args.version)
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ckpt, out)
+        out = save_checkpoint(ckpt, args.output)
     except RttagError as exc:
         print(f"rttag: error: {exc}", file=sys.stderr)
         return 2

@@ -75,6 +75,14 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     return model.eval(), config
 
 
+def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
+    """Write ``ckpt`` (``{"state_dict", "config"}``) to ``path``, creating its folder; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return out
+
+
 def metadata(model: nn.Module, config: dict) -> dict:
     """The ``rttag`` metadata object of docs/ARCHITECTURE.md for a model and its config."""
     labels = list(config.get("labels", LABELS))

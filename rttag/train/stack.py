@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import RttagError
 from ..frontend import FrontendParams
-from .export import load_checkpoint
+from .export import load_checkpoint, save_checkpoint
 from .features import SplitData, load_split
 from .metrics import average_precision
 from .models import OutputStack, zero_state
@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         ckpt = stack(Path(args.checkpoint), args.data, args.split, args.l2)
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ckpt, out)
+        out = save_checkpoint(ckpt, args.output)
     except RttagError as exc:
         print(f"rttag: error: {exc}", file=sys.stderr)
         return 2
