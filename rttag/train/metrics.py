@@ -23,6 +23,11 @@ def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
     return float((precision * hits).sum() / n_pos)
 
 
+def class_ap(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class frame average precision ``[C]`` of ``scores`` ``[N, C]`` (NaN for a class without positives)."""
+    return np.array([average_precision(scores[:, k], labels[:, k]) for k in range(scores.shape[1])])
+
+
 def f1_at(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Per-class frame F1 ``[C]`` at per-class ``thresholds`` ``[C]``."""
     pred = probs >= thresholds
@@ -41,7 +46,7 @@ def best_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def frame_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> dict:
     """mAP, macro/micro frame F1 at ``thresholds``, and per-class AP / F1 (JSON-able)."""
-    ap = np.array([average_precision(probs[:, k], labels[:, k]) for k in range(probs.shape[1])])
+    ap = class_ap(probs, labels)
     f1 = f1_at(probs, labels, thresholds)
     pred = probs >= thresholds
     truth = labels.astype(bool)

@@ -34,7 +34,7 @@ from ..errors import RttagError
 from ..frontend import FrontendParams
 from .export import load_checkpoint, save_checkpoint
 from .features import SplitData, load_split
-from .metrics import average_precision
+from .metrics import class_ap
 from .models import OutputStack, zero_state
 from .train import pos_weights
 
@@ -76,12 +76,6 @@ def fit(logits: np.ndarray, labels: np.ndarray, l2: float = L2) -> tuple[np.ndar
     return w.detach().numpy(), b.detach().numpy()
 
 
-def frame_map(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes with any active frame of the frame average precision."""
-    return float(np.mean([average_precision(logits[:, k], labels[:, k]) for k in range(labels.shape[1])
-                          if labels[:, k].any()]))
-
-
 def stack(checkpoint: Path, data_dir: str, split: str = "validation", l2: float = L2) -> dict:
     """The stacked checkpoint ``{"state_dict", "config"}`` of ``checkpoint`` fitted on ``split`` of ``data_dir``."""
     if split == "test":
@@ -101,8 +95,8 @@ def stack(checkpoint: Path, data_dir: str, split: str = "validation", l2: float 
         stacked.out.bias.copy_(torch.from_numpy(b))
     after = logits @ w.T + b
     record = {"checkpoint": str(checkpoint), "data": str(data_dir), "split": split, "l2": l2, "frames": len(logits),
-              "files": len(data.clips), "frame_map_before": frame_map(logits, data.labels),
-              "frame_map_after": frame_map(after, data.labels)}
+              "files": len(data.clips), "frame_map_before": float(np.nanmean(class_ap(logits, data.labels))),
+              "frame_map_after": float(np.nanmean(class_ap(after, data.labels)))}
     return {"state_dict": stacked.state_dict(), "config": {**config, "stack": record}}
 
 
