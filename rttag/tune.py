@@ -453,8 +453,8 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
     tuned = [label for label in labels if n_ref[label] > 0]
     guarded: set[str] = set()
-    candidates = {label: list(stage1[label]) for label in labels}
     while True:
+        candidates = {label: list(stage1[label]) for label in labels}
         thresholds = {label: class_choice(pool(label, stage1[label], guarded), max_latency_s, min_recall).values[:2]
                       for label in labels}
         t0 = time.perf_counter()
@@ -477,7 +477,6 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         log.info("held on through more than %g %% of the files (%.1f): %s; chosen again without such settings",
                  100 * max_held_on, max_held_files, ", ".join(f"{label} ({final[label].files_held_on})" for label in over))
         guarded.update(over)
-        candidates = {label: list(stage1[label]) for label in labels}
     chosen, report = {f: [] for f in FIELDS}, {}
     for k, label in enumerate(labels):
         c = final.get(label)
