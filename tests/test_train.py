@@ -37,6 +37,41 @@ def test_loss_weight_adds_onsets_tails_and_other_classes_frames():
     assert loss_weight(y, onsets, tails, 2, 0, 0).tolist() == [[[3, 1, 1], [1, 1, 1], [1, 1, 1]]]
 
 
+def test_steadiness_costs_flicker_inside_events_and_silences_not_their_edges():
+    import torch
+    from rttag.train.train import steadiness
+
+    y = torch.tensor([[[0.0], [0], [0], [1], [1], [1], [0]]])  # one class: an event over frames 3-5
+
+    def cost(p):
+        return float(steadiness(torch.logit(torch.tensor(p).view(1, -1, 1)), y))
+    assert cost([0.01, 0.01, 0.01, 0.99, 0.99, 0.99, 0.01]) < 1e-6  # following the label: its edges are free
+    # a blip of 0.4 in the silence (frame 1) and a dip of 0.5 inside the event (frame 4), over the
+    # 4 frame pairs whose label stays the same
+    assert cost([0.01, 0.41, 0.01, 0.99, 0.49, 0.99, 0.01]) == pytest.approx((2 * 0.4 + 2 * 0.5) / 4, abs=1e-5)
+
+
+def test_init_names_one_member_of_an_ensemble(tmp_path):
+    import torch
+    from conftest import small_crnn_checkpoint
+    from rttag.errors import RttagError
+    from rttag.train import ensemble
+    from rttag.train.export import save_checkpoint
+    from rttag.train.train import load_init
+
+    a, b = small_crnn_checkpoint(tmp_path / "a.pt", 1), small_crnn_checkpoint(tmp_path / "b.pt", 2)
+    ens = save_checkpoint(ensemble.combine([tmp_path / "a.pt", tmp_path / "b.pt"], "crnn", "1"), tmp_path / "ens.pt")
+    model, config = load_init(f"{ens}@1")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, a.state_dict()[k]) for k, v in model.state_dict().items())  # not member 0
+    assert config["arch"] == "crnn" and config["hparams"] == load(tmp_path / "b.pt")["hparams"]
+    assert config["best_epoch"] == 0 and config["history"] == [] and config["name"] == "m2"
+    with pytest.raises(RttagError, match=r"name one member, e.g. .*ens.pt@0"):
+        load_init(f"{ens}@0,1")
+    with pytest.raises(RttagError, match=r"is an ensemble of 2 models; continue from one member: .*ens.pt@0 … .*ens.pt@1"):
+        load_init(str(ens))
+
+
 def load(path):
     import torch
 
@@ -77,6 +112,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     third = tmp_path / "stage3.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
                      "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
+                     "--steady-weight", "5",
                      *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
@@ -85,6 +121,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c2["train"]["keep"] == "best" and c2["train"]["offset_weight"] == 0.0
     assert c3["train"]["freq_mixstyle"] == 0.5 and c2["train"]["freq_mixstyle"] == 0.0
     assert c3["train"]["confusion_weight"] == 2.0 and c2["train"]["confusion_weight"] == 0.0
+    assert c3["train"]["steady_weight"] == 5.0 and c2["train"]["steady_weight"] == 0.0
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),

@@ -44,7 +44,7 @@ def split_spec(spec: str) -> tuple[Path, list[int] | None]:
         raise RttagError(f"{spec}: members after '@' must be 0-based indices separated by commas, e.g. ens.pt@1,3") from None
 
 
-def _members(path: Path, picks: list[int] | None = None) -> list[tuple[torch.nn.Module, dict, dict]]:
+def members(path: Path, picks: list[int] | None = None) -> list[tuple[torch.nn.Module, dict, dict]]:
     """``(model, config, record)`` for each member model in the checkpoint at ``path``: the
     checkpoint itself for a single model, each member for an ensemble (its config rebuilt from the
     ensemble's, its record the one the ensemble kept), only the members ``picks`` (0-based) when given."""
@@ -74,7 +74,7 @@ def combine(specs: list[str | Path], name: str, version: str) -> dict:
     """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints ``specs`` (paths, or
     ``path@i,j`` for some members of an ensemble, :func:`split_spec`); an ensemble among them
     contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``)."""
-    loaded = [(path, *m) for path, picks in map(split_spec, map(str, specs)) for m in _members(path, picks)]
+    loaded = [(path, *m) for path, picks in map(split_spec, map(str, specs)) for m in members(path, picks)]
     if len(loaded) < 2:
         raise RttagError("an ensemble needs at least 2 member models")
     first_path, _, first, _ = loaded[0]

@@ -13,7 +13,9 @@ so rare short classes do not vanish) and extra weight on the first 200 ms of eve
 after every event (``--offset-weight``, 0 by default: the probability should fall when the
 sound ends, not outlast it), and optionally extra weight on a class's inactive frames while another
 class is active (``--confusion-weight``, 0 by default: a class should stay low during other
-classes' sounds). Augmentation (rttag.train.augment): gain, EQ,
+classes' sounds), and optionally a steadiness term (``--steady-weight``, 0 by default): the mean
+absolute frame-to-frame change of each class's probability where its label does not change, so
+the output holds still inside events and inside silences and moves only at their edges. Augmentation (rttag.train.augment): gain, EQ,
 low-pass, reverberation, background noise, mixing, SpecAugment masks, and with
 ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
@@ -50,7 +52,7 @@ import torch.nn.functional as F
 from .. import LABELS
 from ..errors import RttagError
 from ..frontend import FrontendParams
-from . import augment, metrics
+from . import augment, ensemble, metrics
 from .export import load_checkpoint
 from .features import SplitData, load_split
 from .models import ARCHS, ENSEMBLE, build, n_params, zero_state
@@ -87,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra loss weight on the inactive frames of the 300 ms after every event")
     parser.add_argument("--confusion-weight", type=float, default=0.0,
                         help="extra loss weight on a class's inactive frames while another class is active")
+    parser.add_argument("--steady-weight", type=float, default=0.0,
+                        help="weight of the steadiness term: mean absolute frame-to-frame change of a class's "
+                        "probability where its label stays the same (0 = off)")
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="checkpoint to write: the epoch with the best validation score (default), or the "
                         "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
@@ -100,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="model name in the metadata (default: the arch)")
     parser.add_argument("--version", default="1")
     parser.add_argument("--init", help="checkpoint of the same arch to continue from (its weights, hparams, history "
-                        "and wall time carry over; the result is kept only where validation improves on it)")
+                        "and wall time carry over; the result is kept only where validation improves on it); "
+                        "ENS.pt@I continues from member I (0-based) of an ensemble")
 
 
 def train_streams(data: SplitData, batch: int, rng: np.random.Generator) -> np.ndarray:
@@ -176,6 +182,37 @@ def loss_weight(y: torch.Tensor, onsets: torch.Tensor, tails: torch.Tensor, onse
     return weight
 
 
+def steadiness(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change of the probabilities from frame to frame, over the frames where the
+    label stays the same (scalar; ``logits`` and labels ``y`` ``[B, T, C]``, ``y`` after
+    augmentation). A flicker inside an event or inside a silence costs; the rise at an onset and
+    the fall at an offset do not."""
+    p = torch.sigmoid(logits)
+    same = (y[:, 1:] == y[:, :-1]).float()
+    return ((p[:, 1:] - p[:, :-1]).abs() * same).sum() / same.sum().clamp(min=1.0)
+
+
+def load_init(spec: str) -> tuple[torch.nn.Module, dict]:
+    """The single model and config that ``--init`` names: a checkpoint written by ``rttag train``,
+    or ``ENS.pt@I`` for member I of an ensemble (its config rebuilt from the ensemble's and the
+    member's record: the training record carries over, the per-epoch history does not, so epochs
+    count from 1 again)."""
+    path, picks = ensemble.split_spec(spec)
+    if picks is not None:
+        if len(picks) != 1:
+            raise RttagError(f"--init {spec}: name one member, e.g. {path}@0")
+        [(model, shared, record)] = ensemble.members(path, picks)
+        return model, dict(shared, name=record.get("name"), best_epoch=0, history=[], train=record.get("train") or {})
+    model, init = load_checkpoint(path)
+    if init.get("stack"):
+        raise RttagError(f"--init {spec} has a fitted output stack; continue from the checkpoint it was "
+                         "fitted on (its config names it under 'stack')")
+    if init["arch"] == ENSEMBLE:
+        raise RttagError(f"--init {spec} is an ensemble of {init['hparams']['members']} models; "
+                         f"continue from one member: {spec}@0 … {spec}@{init['hparams']['members'] - 1}")
+    return model, init
+
+
 def pos_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-class √(negatives / positives), clipped to [1, 10] ``[C]``."""
     pos = labels.sum(0).astype(np.float64)
@@ -225,7 +262,8 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "data": str(args.data), "train_hours": round(train.hours, 3), "validation_hours": round(val.hours, 3),
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
-            "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight, "keep": args.keep,
+            "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight,
+            "steady_weight": args.steady_weight, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
@@ -265,13 +303,7 @@ def run(args: argparse.Namespace) -> int:
 
     init = {}
     if args.init:
-        model, init = load_checkpoint(args.init)
-        if init.get("stack"):
-            raise RttagError(f"--init {args.init} has a fitted output stack; continue from the checkpoint it was "
-                             "fitted on (its config names it under 'stack')")
-        if init["arch"] == ENSEMBLE:
-            raise RttagError(f"--init {args.init} is an ensemble of {init['hparams']['members']} models; "
-                             "continue from one member's checkpoint (the model card names them)")
+        model, init = load_init(args.init)
         if init["arch"] != args.arch:
             raise RttagError(f"--init {args.init} is a {init['arch']}, not a {args.arch}")
         model, hparams = model.to(device), init["hparams"]
@@ -333,6 +365,8 @@ def run(args: argparse.Namespace) -> int:
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
             loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
+            if args.steady_weight:
+                loss = loss + args.steady_weight * steadiness(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
