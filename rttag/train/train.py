@@ -15,9 +15,9 @@ sound ends, not outlast it), and optionally extra weight on a class's inactive f
 class is active (``--confusion-weight``, 0 by default: a class should stay low during other
 classes' sounds), and optionally a steadiness term (``--steady-weight``, 0 by default): the mean
 absolute frame-to-frame change of each class's probability where its label does not change, so
-the output holds still inside events and inside silences and moves only at their edges. Augmentation (rttag.train.augment): gain, EQ,
-low-pass, reverberation, background noise, mixing, SpecAugment masks, and with
-``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
+the output holds still inside events and inside silences and moves only at their edges.
+Augmentation (rttag.train.augment): gain, EQ, low-pass, reverberation, background noise, mixing,
+SpecAugment masks, and with ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
 Validation each epoch on the validation split (other packages than training), chained as
 8 streams; the score is the mean of frame mAP and macro frame-F1 (thresholds tuned per class).
