@@ -86,3 +86,8 @@ def test_refusals_are_one_line(tmp_path, data, capsys):
                      "-o", str(tmp_path / "t.pt"), env={"RTTAG_CACHE": str(tmp_path / "cache")})
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1 and "has a fitted output stack" in err[0]
+    ens = export.save_checkpoint(ensemble.combine([tmp_path / "m.pt", tmp_path / "m1.pt"], "crnn", "1"), tmp_path / "e.pt")
+    assert stack.main([str(ens), "--data", str(data), "-o", str(tmp_path / "se.pt")]) == 0
+    from rttag.train.train import load_init
+    with pytest.raises(RttagError, match=r"--init .*se.pt@0: .*se.pt has a fitted output stack; continue from the checkpoint"):
+        load_init(f"{tmp_path / 'se.pt'}@0")  # the --init message, not the one written for combining

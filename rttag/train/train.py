@@ -198,15 +198,15 @@ def load_init(spec: str) -> tuple[torch.nn.Module, dict]:
     member's record: the training record carries over, the per-epoch history does not, so epochs
     count from 1 again)."""
     path, picks = ensemble.split_spec(spec)
+    model, init = load_checkpoint(path)
+    if init.get("stack"):
+        raise RttagError(f"--init {spec}: {path} has a fitted output stack; continue from the checkpoint it was "
+                         "fitted on (its config names it under 'stack')")
     if picks is not None:
         if len(picks) != 1:
             raise RttagError(f"--init {spec}: name one member, e.g. {path}@0")
         [(model, shared, record)] = ensemble.members(path, picks)
         return model, dict(shared, name=record.get("name"), best_epoch=0, history=[], train=record.get("train") or {})
-    model, init = load_checkpoint(path)
-    if init.get("stack"):
-        raise RttagError(f"--init {spec} has a fitted output stack; continue from the checkpoint it was "
-                         "fitted on (its config names it under 'stack')")
     if init["arch"] == ENSEMBLE:
         raise RttagError(f"--init {spec} is an ensemble of {init['hparams']['members']} models; "
                          f"continue from one member: {spec}@0 … {spec}@{init['hparams']['members'] - 1}")
