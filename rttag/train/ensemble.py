@@ -45,13 +45,21 @@ def split_spec(spec: str) -> tuple[Path, list[int] | None]:
 
 
 def members(path: Path, picks: list[int] | None = None) -> list[tuple[torch.nn.Module, dict, dict]]:
-    """``(model, config, record)`` for each member model in the checkpoint at ``path``: the
-    checkpoint itself for a single model, each member for an ensemble (its config rebuilt from the
-    ensemble's, its record the one the ensemble kept), only the members ``picks`` (0-based) when given."""
+    """``(model, config, record)`` for each member model in the checkpoint at ``path``
+    (:func:`members_of`); a checkpoint with a fitted output stack is refused."""
     model, config = load_checkpoint(path)
     if config.get("stack"):
         raise RttagError(f"{path} has a fitted output stack (python -m rttag.train.stack); combine the checkpoints "
                          "it was fitted on instead, and fit a stack on the new ensemble")
+    return members_of(path, model, config, picks)
+
+
+def members_of(path: Path, model: torch.nn.Module, config: dict,
+               picks: list[int] | None = None) -> list[tuple[torch.nn.Module, dict, dict]]:
+    """``(model, config, record)`` for each member of the checkpoint ``model, config`` already
+    loaded from ``path`` (no stack): the checkpoint itself for a single model, each member for an
+    ensemble (its config rebuilt from the ensemble's, its record the one the ensemble kept), only
+    the members ``picks`` (0-based) when given."""
     if config["arch"] != ENSEMBLE:
         if picks is not None:
             raise RttagError(f"{path} is a single {config['arch']} model; '@' picks members of an ensemble only")

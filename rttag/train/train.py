@@ -205,7 +205,7 @@ def load_init(spec: str) -> tuple[torch.nn.Module, dict]:
     if picks is not None:
         if len(picks) != 1:
             raise RttagError(f"--init {spec}: name one member, e.g. {path}@0")
-        [(model, shared, record)] = ensemble.members(path, picks)
+        [(model, shared, record)] = ensemble.members_of(path, model, init, picks)
         return model, dict(shared, name=record.get("name"), best_epoch=0, history=[], train=record.get("train") or {})
     if init["arch"] == ENSEMBLE:
         raise RttagError(f"--init {spec} is an ensemble of {init['hparams']['members']} models; "
