@@ -51,6 +51,28 @@ def test_steadiness_costs_flicker_inside_events_and_silences_not_their_edges():
     assert cost([0.01, 0.41, 0.01, 0.99, 0.49, 0.99, 0.01]) == pytest.approx((2 * 0.4 + 2 * 0.5) / 4, abs=1e-5)
 
 
+def test_steadiness_grace_frees_the_rise_after_an_edge_not_later_flicker():
+    import torch
+    from rttag.train.train import steadiness
+
+    y = torch.tensor([[[0.0], [0], [0], [1], [1], [1], [1], [1], [1]]])  # an onset at frame 3
+
+    def cost(p, grace):
+        return float(steadiness(torch.logit(torch.tensor(p).view(1, -1, 1)), y, grace))
+    rise = [0.01, 0.01, 0.01, 0.3, 0.6, 0.99, 0.99, 0.99, 0.99]  # reaches its plateau 2 frames after the onset
+    # without grace the two late steps of the rise cost (0.69 over the 7 unchanged pairs)
+    assert cost(rise, 0) == pytest.approx(0.69 / 7, abs=1e-5)
+    # grace 2: pairs (3,4) and (4,5) are free; the 5 pairs left hold still
+    assert cost(rise, 2) < 1e-6
+    # a dip at frame 7, after the grace: its two steps of 0.5 still cost, over the 5 pairs left
+    dip = [0.01, 0.01, 0.01, 0.99, 0.99, 0.99, 0.99, 0.49, 0.99]
+    assert cost(dip, 2) == pytest.approx(2 * 0.5 / 5, abs=1e-5)
+    # a class's grace follows its own edges: a second class without edges gets none
+    y2 = torch.cat([y, torch.zeros_like(y)], dim=2)
+    p2 = torch.logit(torch.tensor([[[a, b] for a, b in zip(rise, [0.01, 0.01, 0.01, 0.01, 0.41, 0.01, 0.01, 0.01, 0.01])]]))
+    assert float(steadiness(p2, y2, 2)) == pytest.approx(0.8 / (5 + 8), abs=1e-5)
+
+
 def test_init_names_one_member_of_an_ensemble(tmp_path):
     import torch
     from conftest import small_crnn_checkpoint
@@ -112,7 +134,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     third = tmp_path / "stage3.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
                      "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
-                     "--steady-weight", "5",
+                     "--steady-weight", "5", "--steady-grace", "0.05",
                      *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
@@ -122,6 +144,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c3["train"]["freq_mixstyle"] == 0.5 and c2["train"]["freq_mixstyle"] == 0.0
     assert c3["train"]["confusion_weight"] == 2.0 and c2["train"]["confusion_weight"] == 0.0
     assert c3["train"]["steady_weight"] == 5.0 and c2["train"]["steady_weight"] == 0.0
+    assert c3["train"]["steady_grace_s"] == 0.05 and c2["train"]["steady_grace_s"] == 0.0
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),

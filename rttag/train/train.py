@@ -15,7 +15,8 @@ sound ends, not outlast it), and optionally extra weight on a class's inactive f
 class is active (``--confusion-weight``, 0 by default: a class should stay low during other
 classes' sounds), and optionally a steadiness term (``--steady-weight``, 0 by default): the mean
 absolute frame-to-frame change of each class's probability where its label does not change, so
-the output holds still inside events and inside silences and moves only at their edges.
+the output holds still inside events and inside silences and moves only at their edges
+(``--steady-grace S``: the S seconds after each edge are free of it too, for the model's rise).
 Augmentation (rttag.train.augment): gain, EQ, low-pass, reverberation, background noise, mixing,
 SpecAugment masks, and with ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
@@ -92,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steady-weight", type=float, default=0.0,
                         help="weight of the steadiness term: mean absolute frame-to-frame change of a class's "
                         "probability where its label stays the same (0 = off)")
+    parser.add_argument("--steady-grace", type=float, default=0.0, metavar="SECONDS",
+                        help="frames within this many seconds after a change of a class's label are free of the "
+                        "steadiness term (the model's rise and fall; 0 = only the change itself, the default)")
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="checkpoint to write: the epoch with the best validation score (default), or the "
                         "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
@@ -182,13 +186,20 @@ def loss_weight(y: torch.Tensor, onsets: torch.Tensor, tails: torch.Tensor, onse
     return weight
 
 
-def steadiness(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def steadiness(logits: torch.Tensor, y: torch.Tensor, grace: int = 0) -> torch.Tensor:
     """Mean absolute change of the probabilities from frame to frame, over the frames where the
     label stays the same (scalar; ``logits`` and labels ``y`` ``[B, T, C]``, ``y`` after
-    augmentation). A flicker inside an event or inside a silence costs; the rise at an onset and
-    the fall at an offset do not."""
+    augmentation). A flicker inside an event or inside a silence costs; the step at an onset and
+    at an offset does not. A causal model hears an onset only over the frames after it, so
+    without ``grace`` every step of its rise after the label's first frame costs, and the term
+    asks for a lower plateau on events it cannot jump at; with ``grace`` = G frames, the G frame
+    pairs after each change of a class's label are free too (rise and fall within G frames)."""
     p = torch.sigmoid(logits)
-    same = (y[:, 1:] == y[:, :-1]).float()
+    changed = (y[:, 1:] != y[:, :-1]).float()  # [B, T-1, C]
+    if grace > 0:  # a change within the last `grace` pairs (causal running maximum)
+        flat = F.pad(changed.transpose(1, 2).reshape(-1, 1, changed.shape[1]), (grace, 0))
+        changed = F.max_pool1d(flat, grace + 1, stride=1).reshape(changed.shape[0], changed.shape[2], -1).transpose(1, 2)
+    same = 1.0 - changed
     return ((p[:, 1:] - p[:, :-1]).abs() * same).sum() / same.sum().clamp(min=1.0)
 
 
@@ -263,7 +274,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
             "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight,
-            "steady_weight": args.steady_weight, "keep": args.keep,
+            "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
@@ -296,10 +307,13 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--hparams is not JSON: {exc}") from None
     if not 0.0 <= args.ema < 1.0:
         raise RttagError(f"--ema {args.ema}: the decay must be in [0, 1)")
+    if args.steady_grace < 0:
+        raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
     minutes = args.minutes or DEFAULT_MINUTES[args.arch]
     output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
     output.parent.mkdir(parents=True, exist_ok=True)
     labels, params = list(LABELS), FrontendParams()
+    grace_frames = round(args.steady_grace * params.sample_rate / params.hop_length)
 
     init = {}
     if args.init:
@@ -366,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
             state = [t.detach() for t in state]
             loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
             if args.steady_weight:
-                loss = loss + args.steady_weight * steadiness(logits, y)
+                loss = loss + args.steady_weight * steadiness(logits, y, grace_frames)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
