@@ -22,7 +22,10 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   for a whole file is one ``on``); counted per label, with the files that have one or more;
 * latency: for each reference event, the first not yet used prediction of its label whose
   onset ``t`` lies in [onset − 200 ms, offset) is its match; latency = the match's decision
-  time ``at`` − reference onset (median and 90th percentile, s);
+  time ``at`` − reference onset (median and 90th percentile, s), over all classes and per
+  class, with the median of the smoother's share of it (``wait``: from the frame where the
+  detection's candidate began being ready to the decision, i.e. ``min_on_s`` and ``dominance``;
+  the rest is the probability's rise to its threshold, framing included);
 * where the detections fall: the share of predicted events whose onset lies within 200 ms of
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
@@ -462,14 +465,39 @@ def match_onsets(reference: Sequence[RefEvent], detections: Sequence[Detection],
     return pairs
 
 
-def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
+def smoother_wait(params: SmootherParams, labels: Sequence[str], timing: FrameTiming):
+    """The smoother's share of a detection's decision latency: a function of a
+    :class:`Detection` giving ``at`` minus the time (s) the first frame of its candidate was
+    ready — the wait for ``min_on_s`` and ``dominance`` — so that latency = the probability's
+    rise to ``on_threshold`` (from the reference onset to that frame being ready) + this wait.
+    The candidate's first frame is recovered from the back-dated onset (``t + onset_lag_s``);
+    for a candidate that begins within ``onset_lag_s`` of the stream's start, whose ``t`` the
+    smoother clips at 0, the wait is understated (floored at 0)."""
+    lag = dict(zip(labels, params.onset_lag_s))
+    framing = timing.ready0_s - timing.centre0_s
+    return lambda d: max(0.0, d.at - (d.onset + lag[d.label] + framing))
+
+
+def _latency_figures(latencies: Sequence[float], waits: Sequence[float], n_ref: int) -> dict:
+    lat = np.asarray(latencies, dtype=np.float64)
+    return {"latency_median_s": float(np.median(lat)) if len(lat) else None,
+            "latency_p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
+            "wait_median_s": float(np.median(waits)) if len(waits) else None,
+            "matched": len(lat), "matched_fraction": len(lat) / n_ref if n_ref else None}
+
+
+def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
+                  wait_of=None) -> dict:
     """Jitter and latency figures (see the module docstring); rates per minute of audio,
-    latencies in s (None when nothing matched). ``per_file``: by file name, ``sys`` and
-    ``ref``, the predicted and reference events per label of ``labels`` (in that order), and
-    ``latencies`` (s) of its matched events: what :func:`intervals` resamples."""
+    latencies in s (None when nothing matched), over all classes and under ``per_class``.
+    ``wait_of``: the smoother's wait of a detection (:func:`smoother_wait`); its median over the
+    matched detections is ``wait_median_s`` (None without it). ``per_file``: by file name,
+    ``sys`` and ``ref``, the predicted and reference events per label of ``labels`` (in that
+    order), and ``latencies`` (s) of its matched events: what :func:`intervals` resamples."""
     minutes = split.minutes
     short = 0
     per_file = {}
+    by_label: dict[str, list[tuple[float, float]]] = {k: [] for k in labels}  # (latency, wait) of matches
     for name in split.paths:
         refs, dets = split.reference[name], detections.get(name, [])
         file_ref, file_sys = Counter(e.label for e in refs), Counter(d.label for d in dets)
@@ -477,19 +505,24 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             if d.offset - d.onset < SHORT_S and not any(
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
+        pairs = match_onsets(refs, dets)
+        for e, d in pairs:
+            by_label[e.label].append((d.at - e.onset, wait_of(d) if wait_of else None))
         per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
-                          "latencies": [d.at - e.onset for e, d in match_onsets(refs, dets)]}
+                          "latencies": [d.at - e.onset for e, d in pairs]}
     n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
                     for k in ("sys", "ref"))  # events per label over all files
     n_refs = int(n_ref.sum())
-    lat = np.asarray([x for f in per_file.values() for x in f["latencies"]])
+    lat = [x for f in per_file.values() for x in f["latencies"]]
+    waits = [w for k in labels for _, w in by_label[k] if w is not None]
     return {"on_per_min": int(n_sys.sum()) / minutes,
             "ref_per_min": n_refs / minutes,
             "excess_on_per_min": int(np.maximum(n_sys - n_ref, 0).sum()) / minutes,
             "short_spurious_per_min": short / minutes,
-            "latency_median_s": float(np.median(lat)) if len(lat) else None,
-            "latency_p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
-            "matched": len(lat), "matched_fraction": len(lat) / n_refs if n_refs else None,
+            **_latency_figures(lat, waits, n_refs),
+            "per_class": {k: _latency_figures([x for x, _ in by_label[k]],
+                                              [w for _, w in by_label[k] if w is not None], int(n_ref[i]))
+                          for i, k in enumerate(labels)},
             "per_file": per_file}
 
 
@@ -555,11 +588,13 @@ def detection_places(split: Split, detections: dict[str, list[Detection]]) -> di
 
 
 def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
-                 psds: Optional[dict], full: Optional[Split] = None) -> dict:
+                 psds: Optional[dict], full: Optional[Split] = None, wait_of=None) -> dict:
     """Every figure for one system (``psds`` computed once per set of probabilities), and
     under ``speech`` the figures for that label alone (the silero-vad comparison). ``full``:
-    the split with every label's reference, for :func:`detection_places` (default ``split``)."""
-    scores = {**sed_scores(split, detections, labels), "stream": stream_scores(split, detections, labels),
+    the split with every label's reference, for :func:`detection_places` (default ``split``);
+    ``wait_of``: the system's :func:`smoother_wait`, for the latency's split into rise and wait."""
+    scores = {**sed_scores(split, detections, labels),
+              "stream": stream_scores(split, detections, labels, wait_of),
               "held_on": held_on(split, detections, labels),
               "places": detection_places(full or split, detections), "psds": psds}
     if "speech" in labels:
@@ -567,8 +602,8 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
         scores["speech"] = {"event_f1": scores["event"]["per_class"]["speech"]["f1"],
                             "segment_f1": scores["segment"]["per_class"]["speech"]["f1"],
                             "psds1": psds["per_class"]["speech"] if psds else None,
-                            **{k: v for k, v in stream_scores(split.only(["speech"]), speech_only, ["speech"]).items()
-                               if k != "per_file"}}
+                            **{k: v for k, v in stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
+                               if k not in ("per_file", "per_class")}}
     return scores
 
 
@@ -721,6 +756,13 @@ def _fmt_range(pair: Optional[Sequence[float]], digits: int = 3) -> str:
     return f"{_fmt(pair[0], digits)} – {_fmt(pair[1], digits)}" if pair else ""
 
 
+def _latency_cell(fig: dict) -> str:
+    if not fig["matched"]:
+        return "–"
+    wait = f" ({_fmt(fig['wait_median_s'], 2)})" if fig.get("wait_median_s") is not None else ""
+    return f"{_fmt(fig['latency_median_s'], 2)}{wait}, {fig['matched_fraction']:.0%}"
+
+
 def _held_cell(held: dict) -> str:
     """"files (share)" for the main table, e.g. "12 (6 %)"."""
     return f"{held['files']} ({100 * held['files_share']:.0f} %)" if held["files_share"] is not None else ""
@@ -746,6 +788,14 @@ def format_table(systems: dict) -> str:
         pc = s["scores"]["event"]["per_class"]
         lines.append(f"| {s['system']} | {s['smoother']} | "
                      + " | ".join(_fmt(pc[k]["f1"]) if k in pc else "" for k in labels) + " |")
+    head_lat = "| system | smoother | all | " + " | ".join(labels) + " |"
+    lines += ["", "Decision latency per class: median (s), the smoother's wait in brackets, matched events "
+              "as a share of the reference:", "", head_lat, "|" + "---|" * (head_lat.count("|") - 1)]
+    for s in systems.values():
+        st = s["scores"]["stream"]
+        pc = st.get("per_class", {})
+        lines.append(f"| {s['system']} | {s['smoother']} | {_latency_cell(st)} | "
+                     + " | ".join(_latency_cell(pc[k]) if k in pc else "" for k in labels) + " |")
     head3 = ("| system | smoother | speech event F1 | speech segment F1 | speech PSDS1 | excess on/min "
              "| short spurious/min | latency median (s) | latency p90 (s) |")
     lines += ["", "Speech only (silero-vad's label):", "", head3, "|" + "---|" * (head3.count("|") - 1)]
@@ -846,7 +896,7 @@ def run(args) -> int:
         raw = smooth_runs(runs, info.labels, raw_params, timing)
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
-            scores = score_system(split, dets, info.labels, psds)
+            scores = score_system(split, dets, info.labels, psds, wait_of=smoother_wait(params, info.labels, timing))
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "params": _params_dict(params, info.labels), "scores": scores}
             walls[name][f"score_{kind}_s"] = time.perf_counter() - t2
@@ -888,7 +938,8 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
         dets_by_kind[kind] = dets
         out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),
-                                     "scores": score_system(speech, dets, labels, psds, full=split)}
+                                     "scores": score_system(speech, dets, labels, psds, full=split,
+                                                            wait_of=smoother_wait(params, labels, timing))}
     rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,
                   "tuned": dets_by_kind["streaming"], "raw": dets_by_kind["raw"]})
     return out

@@ -15,7 +15,8 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
                             PLACES, _resampled_median, covered_s, detection_places, format_table, held_on, intervals,
-                            merge_events, psds1, score_system, sed_scores, smooth, stream_file, stream_scores, system_names)
+                            merge_events, psds1, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
+                            system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -201,6 +202,40 @@ def test_jitter_and_latency_on_hand_made_events():
     assert st["matched"] == 1 and st["matched_fraction"] == 1.0
 
 
+def test_latency_per_class_with_the_smoother_s_wait():
+    split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 6.0, "dog"), RefEvent(8.0, 9.0, "bird"),
+                                RefEvent(20.0, 21.0, "bird")]}, {"a.wav": 60.0})
+    timing = FrameTiming(hop_s=0.01, centre0_s=0.016, ready0_s=0.032)  # a frame is ready 16 ms after its centre
+    params = replace(SmootherParams.raw((0.5, 0.5)), onset_lag_s=(0.1, 0.0))
+    # dog: candidates began at 1.2 and 5.0 (t back-dated by 0.1 s), decided at 1.5 and 5.1;
+    # bird (no lag): began at 8.3, decided at once when ready; the second bird is missed
+    dets = {"a.wav": [Detection("dog", 1.1, 3.0, 1.5), Detection("dog", 4.9, 6.0, 5.1),
+                      Detection("bird", 8.3, 9.0, 8.316)]}
+    wait = smoother_wait(params, ["dog", "bird"], timing)
+    assert [wait(d) for d in dets["a.wav"]] == pytest.approx([0.284, 0.084, 0.0])
+    st = stream_scores(split, dets, ["dog", "bird"], wait)
+    dog, bird = st["per_class"]["dog"], st["per_class"]["bird"]
+    assert dog["latency_median_s"] == pytest.approx(0.3) and dog["wait_median_s"] == pytest.approx(0.184)
+    assert dog["matched"] == 2 and dog["matched_fraction"] == 1.0
+    assert bird["latency_median_s"] == pytest.approx(0.316) and bird["wait_median_s"] == pytest.approx(0.0)
+    assert bird["matched"] == 1 and bird["matched_fraction"] == 0.5
+    assert st["latency_median_s"] == pytest.approx(0.316) and st["wait_median_s"] == pytest.approx(0.084)
+    assert st["matched"] == 3 and stream_scores(split, dets, ["dog", "bird"])["wait_median_s"] is None
+    assert st["per_class"]["dog"]["latency_p90_s"] == pytest.approx(0.1 + 0.9 * 0.4)  # of 0.5 and 0.1
+
+
+def test_smoother_wait_is_the_minimum_duration_the_smoother_held_the_candidate_for():
+    """On the real smoother: a step to 0.9 at 1 s held for min_on_s = 0.3 s before its ``on``."""
+    timing = FrameTiming(hop_s=0.01, centre0_s=0.016, ready0_s=0.032)
+    probs = np.zeros((300, 1), dtype=np.float32)
+    probs[100:250] = 0.9
+    params = SmootherParams(on_threshold=(0.5,), off_threshold=(0.5,), min_on_s=(0.3,), min_off_s=(0.0,),
+                            onset_lag_s=(0.05,), offset_lag_s=(0.0,), offset_excess_db=(0.0,), dominance=(0.0,))
+    [d] = smooth(probs, ["dog"], params, timing, 3.0)
+    assert d.onset == pytest.approx(1.016 - 0.05)
+    assert smoother_wait(params, ["dog"], timing)(d) == pytest.approx(0.3, abs=0.011)
+
+
 def test_detection_places_tell_hits_mistimings_confusions_and_background():
     split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog"), RefEvent(5.0, 9.0, "music")]}, {"a.wav": 60.0})
     dets = {"a.wav": [Detection("dog", 1.15, 2.0, 1.2),     # onset within 200 ms: a hit
@@ -365,6 +400,10 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
                 assert "f1_ci95" not in pc
     assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
     assert "Jitter and latency, resampling the files" in table
+    assert "Decision latency per class" in table
+    assert raw["stream"]["wait_median_s"] in (None, 0.0)  # raw thresholding decides on the first frame
+    assert set(tuned["stream"]["per_class"]) == set(doc["systems"]["test-gru/tuned"]["params"]["on_threshold"])
+    assert sum(pc["matched"] for pc in tuned["stream"]["per_class"].values()) == tuned["stream"]["matched"]
     for st in (tuned["stream"], raw["stream"], silero["stream"]):
         low, high = st["excess_on_per_min_ci95"]
         assert low <= st["excess_on_per_min"] <= high
