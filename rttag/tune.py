@@ -55,7 +55,8 @@ than ``--max-held-on`` of the split's files (its events cover at least 90 % of a
 reference of the class covers under 50 %: :func:`rttag.evaluate.held_on`) is chosen again from
 stage 1 on without the settings that do so before offsets and dominance (where every setting
 does, it keeps those that do in the fewest files), until no class that was not yet so guarded
-exceeds it. Event F1 alone favours such a setting for a class the model hears everywhere: held
+exceeds it (stage 2 is scored again only for the classes whose thresholds the guard changed:
+without dominance each class's figures do not depend on the others). Event F1 alone favours such a setting for a class the model hears everywhere: held
 on, a file costs one false event instead of many short ones (the baselines' smoothers, chosen
 without the guard, held ``dog`` on through 188 and 121 of half B's 279 files). Only the
 classes whose final setting exceeds the guard are guarded: guarding every class's settings
@@ -299,6 +300,16 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     return out
 
 
+def restrict(split: Split, runs: dict, labels: Sequence[str], keep: Sequence[str]) -> tuple[Split, dict]:
+    """``split`` and the cached ``runs`` (``{file name: FileRun}``, probabilities ``[T,
+    len(labels)]``) cut down to the classes ``keep`` (in that order): the reference of those
+    labels only and those columns of the probabilities. Without dominance the smoother and
+    every per-class figure treat each class on its own, so :func:`_score` of the cut gives
+    those classes' candidates unchanged."""
+    idx = [list(labels).index(label) for label in keep]
+    return split.only(keep), {name: replace(r, probs=r.probs[:, idx]) for name, r in runs.items()}
+
+
 def not_held_on(candidates: Sequence[Candidate], max_files: float) -> list[Candidate]:
     """The candidates that hold their class on through at most ``max_files`` files; those that
     do in the fewest when none is within it."""
@@ -453,16 +464,25 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     n_ref = {label: sum(e.label == label for evs in split.reference.values() for e in evs) for label in labels}
     tuned = [label for label in labels if n_ref[label] > 0]
     guarded: set[str] = set()
+    thresholds: dict[str, tuple] = {}
+    stage2: dict[str, list[Candidate]] = {}
     while True:
-        candidates = {label: list(stage1[label]) for label in labels}
-        thresholds = {label: class_choice(pool(label, stage1[label], guarded), max_latency_s, min_recall).values[:2]
-                      for label in labels}
+        before, thresholds = thresholds, {
+            label: class_choice(pool(label, stage1[label], guarded), max_latency_s, min_recall).values[:2]
+            for label in labels}
+        # stage 2 scores the classes one by one (no dominance yet), so after the guard a class
+        # whose thresholds stayed keeps its candidates and only the others are scored again
+        redo = [label for label in labels if thresholds[label] != before.get(label)]
         t0 = time.perf_counter()
-        for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
-            for label, cand in scored({label: (*thresholds[label], min_on, min_off) for label in labels}).items():
-                candidates[label].append(cand)
-        log.info("stage 2 (durations): %d settings, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S),
-                 time.perf_counter() - t0)
+        stage2.update({label: [] for label in redo})
+        sub_split, sub_runs = restrict(split, runs, labels, redo)
+        for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S) if redo else ():
+            for label, cand in _score(sub_split, sub_runs, redo, timing,
+                                      {label: (*thresholds[label], min_on, min_off) for label in redo}).items():
+                stage2[label].append(cand)
+        log.info("stage 2 (durations): %d settings, %d classes, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S),
+                 len(redo), time.perf_counter() - t0)
+        candidates = {label: stage1[label] + stage2[label] for label in labels}
         allowed = {label: pool(label, candidates[label], guarded) for label in tuned}
         by_class = {label: class_choice(allowed[label], max_latency_s, min_recall) for label in tuned}
         choice = by_class if objective == "class" else joint_choice(allowed, by_class, n_ref, max_latency_s, min_recall)

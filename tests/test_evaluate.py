@@ -790,6 +790,52 @@ def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
         choose(split, runs, ["dog"], timing, fallback_params(1), max_held_on=1.5)
 
 
+def test_the_guard_scores_stage_two_again_only_for_the_classes_it_re_chose(monkeypatch):
+    """The weak dog above beside a bird the model hears cleanly: the guard re-chooses the dog's
+    thresholds, and stage 2 is scored again for the dog alone; a class cut out of the
+    probabilities scores exactly as it does among all the classes."""
+    import rttag.tune as tune
+
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events = 20.0, [(2.0, 4.0, 0.14), (8.0, 10.0, 0.14), (14.0, 16.0, 0.9)]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    dog = np.full(len(centres), 0.02, np.float32)
+    for a, b, level in events:
+        dog[(centres >= a) & (centres < b)] = level
+    bird = np.full(len(centres), 0.02, np.float32)
+    bird[(centres >= 5.0) & (centres < 7.0)] = 0.8
+    quiet = np.stack([np.full(len(centres), 0.12, np.float32), bird], axis=1)
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    names = ["dog.wav", "b.wav", "c.wav", "d.wav"]
+    split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b, _ in events],
+                      **{n: [RefEvent(5.0, 7.0, "bird")] for n in names[1:]}}, dict.fromkeys(names, duration))
+    runs = {"dog.wav": FileRun(np.stack([dog, np.full(len(centres), 0.02, np.float32)], axis=1), logmel, [], duration),
+            **{n: FileRun(quiet, logmel, [], duration) for n in names[1:]}}
+    labels = ["dog", "bird"]
+    setting = {"dog": (0.1, 0.05, 0.1, 0.5), "bird": (0.5, 0.25, 0.1, 0.5)}
+    whole = tune._score(split, runs, labels, timing, setting)
+    cut = tune._score(*tune.restrict(split, runs, labels, ["bird"]), ["bird"], timing, {"bird": setting["bird"]})
+    assert cut["bird"] == whole["bird"]
+
+    calls = []
+    real = tune._score
+
+    def spy(split, runs, labels, timing, values_by_label, with_offsets=False):
+        calls.append((tuple(labels), with_offsets))  # place_offsets scores with offsets, the stages without
+        return real(split, runs, labels, timing, values_by_label, with_offsets)
+    monkeypatch.setattr(tune, "_score", spy)
+    params, report, _ = choose(split, runs, labels, timing, fallback_params(2))
+    assert params.on_threshold[0] >= 0.15 and report["dog"]["held_on_ok"] and report["bird"]["event_f1"] == 1.0
+    stage1 = len(tune.GRID_ON) * len(tune.GRID_OFF_RATIO)
+    assert all(ls == ("dog", "bird") and not offsets for ls, offsets in calls[:stage1])
+    stage2 = [ls for ls, offsets in calls[stage1:] if not offsets]
+    n = len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S)
+    assert [offsets for _, offsets in calls[stage1:]].count(True) == 2  # a pass before the guard, one after
+    assert stage2.count(("dog", "bird")) == n and stage2.count(("dog",)) == n
+    monkeypatch.setattr(tune, "_score", real)
+    assert choose(split, runs, labels, timing, fallback_params(2)) == (params, report, _)
+
+
 def test_tune_guards_only_the_classes_whose_final_setting_holds_them_on():
     """Three files of birdsong where the dog's probability sits at 0.6 under the bird's 0.9,
     and one file with three dogs at 0.6. Every on-threshold that finds a dog holds the dog on
