@@ -762,21 +762,28 @@ def _held_table(split, dets) -> tuple[str, dict]:
     return format_table(systems), systems["m/tuned"]["scores"]["held_on"]
 
 
-def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
-    """A weak dog model: in the dog file two of three dogs reach only 0.14 (one 0.9), and in
-    three files without a dog the dog's probability sits at 0.12 throughout. An on-threshold of
-    0.1 finds all three dogs and holds the dog on through the three other files — one false
-    event each, event F1 6 / 9 — where 0.15 and above find one dog and nothing else (2 / 4). Event F1
-    alone takes 0.1; the guard leaves it out, and with the guard off it comes back."""
+def weak_dog():
+    """Four 20 s files' frame timing, the dog file's three dog events (onset, offset s, level)
+    and the dog's probability there ``[T]`` (two of three dogs reach only 0.14), flat log-mel
+    frames ``[T, 64]`` and the file names (the dog file first)."""
     timing = FrameTiming.of_frontend(FrontendParams())
     duration, events = 20.0, [(2.0, 4.0, 0.14), (8.0, 10.0, 0.14), (14.0, 16.0, 0.9)]
     centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
     dog = np.full(len(centres), 0.02, np.float32)
     for a, b, level in events:
         dog[(centres >= a) & (centres < b)] = level
-    quiet = np.full(len(centres), 0.12, np.float32)
     logmel = np.full((len(centres), 64), -12.0, np.float32)
-    names = ["dog.wav", "b.wav", "c.wav", "d.wav"]
+    return timing, duration, events, centres, dog, logmel, ["dog.wav", "b.wav", "c.wav", "d.wav"]
+
+
+def test_tune_does_not_hold_a_class_on_through_the_files_it_does_not_sound_in():
+    """A weak dog model: in the dog file two of three dogs reach only 0.14 (one 0.9), and in
+    three files without a dog the dog's probability sits at 0.12 throughout. An on-threshold of
+    0.1 finds all three dogs and holds the dog on through the three other files — one false
+    event each, event F1 6 / 9 — where 0.15 and above find one dog and nothing else (2 / 4). Event F1
+    alone takes 0.1; the guard leaves it out, and with the guard off it comes back."""
+    timing, duration, events, centres, dog, logmel, names = weak_dog()
+    quiet = np.full(len(centres), 0.12, np.float32)
     split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b, _ in events], "b.wav": [], "c.wav": [], "d.wav": []},
                      dict.fromkeys(names, duration))
     runs = {n: FileRun((dog if n == "dog.wav" else quiet)[:, None], logmel, [], duration) for n in names}
@@ -796,17 +803,10 @@ def test_the_guard_scores_stage_two_again_only_for_the_classes_it_re_chose(monke
     probabilities scores exactly as it does among all the classes."""
     import rttag.tune as tune
 
-    timing = FrameTiming.of_frontend(FrontendParams())
-    duration, events = 20.0, [(2.0, 4.0, 0.14), (8.0, 10.0, 0.14), (14.0, 16.0, 0.9)]
-    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
-    dog = np.full(len(centres), 0.02, np.float32)
-    for a, b, level in events:
-        dog[(centres >= a) & (centres < b)] = level
+    timing, duration, events, centres, dog, logmel, names = weak_dog()
     bird = np.full(len(centres), 0.02, np.float32)
     bird[(centres >= 5.0) & (centres < 7.0)] = 0.8
     quiet = np.stack([np.full(len(centres), 0.12, np.float32), bird], axis=1)
-    logmel = np.full((len(centres), 64), -12.0, np.float32)
-    names = ["dog.wav", "b.wav", "c.wav", "d.wav"]
     split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b, _ in events],
                       **{n: [RefEvent(5.0, 7.0, "bird")] for n in names[1:]}}, dict.fromkeys(names, duration))
     runs = {"dog.wav": FileRun(np.stack([dog, np.full(len(centres), 0.02, np.float32)], axis=1), logmel, [], duration),
