@@ -602,7 +602,8 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
         scores["speech"] = {"event_f1": scores["event"]["per_class"]["speech"]["f1"],
                             "segment_f1": scores["segment"]["per_class"]["speech"]["f1"],
                             "psds1": psds["per_class"]["speech"] if psds else None,
-                            **{k: v for k, v in stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
+                            **{k: v for k, v in
+                               stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
                                if k not in ("per_file", "per_class")}}
     return scores
 

@@ -56,12 +56,13 @@ reference of the class covers under 50 %: :func:`rttag.evaluate.held_on`) is cho
 stage 1 on without the settings that do so before offsets and dominance (where every setting
 does, it keeps those that do in the fewest files), until no class that was not yet so guarded
 exceeds it (stage 2 is scored again only for the classes whose thresholds the guard changed:
-without dominance each class's figures do not depend on the others). Event F1 alone favours such a setting for a class the model hears everywhere: held
-on, a file costs one false event instead of many short ones (the baselines' smoothers, chosen
-without the guard, held ``dog`` on through 188 and 121 of half B's 279 files). Only the
-classes whose final setting exceeds the guard are guarded: guarding every class's settings
-before offsets and dominance also left out settings those stages would have brought within it
-(docs/EVALUATION.md, the twenty-sixth session). Stage 2 starts from the class-wise
+without dominance each class's figures do not depend on the others). Event F1 alone favours
+such a setting for a class the model hears everywhere: held on, a file costs one false event
+instead of many short ones (the baselines' smoothers, chosen without the guard, held ``dog``
+on through 188 and 121 of half B's 279 files). Only the classes whose final setting exceeds the
+guard are guarded: guarding every class's settings before offsets and dominance also left out
+settings those stages would have brought within it (docs/EVALUATION.md, the twenty-sixth
+session). Stage 2 starts from the class-wise
 choice: the eligible setting with the best sed_eval event-based F1 of the class, then the
 best 1 s segment-based F1. The final choice depends on ``--objective``:
 

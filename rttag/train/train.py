@@ -197,8 +197,9 @@ def steadiness(logits: torch.Tensor, y: torch.Tensor, grace: int = 0) -> torch.T
     p = torch.sigmoid(logits)
     changed = (y[:, 1:] != y[:, :-1]).float()  # [B, T-1, C]
     if grace > 0:  # a change within the last `grace` pairs (causal running maximum)
-        flat = F.pad(changed.transpose(1, 2).reshape(-1, 1, changed.shape[1]), (grace, 0))
-        changed = F.max_pool1d(flat, grace + 1, stride=1).reshape(changed.shape[0], changed.shape[2], -1).transpose(1, 2)
+        b, t, c = changed.shape
+        flat = F.pad(changed.transpose(1, 2).reshape(b * c, 1, t), (grace, 0))  # [B·C, 1, grace + T-1]
+        changed = F.max_pool1d(flat, grace + 1, stride=1).reshape(b, c, t).transpose(1, 2)
     same = 1.0 - changed
     return ((p[:, 1:] - p[:, :-1]).abs() * same).sum() / same.sum().clamp(min=1.0)
 
