@@ -506,10 +506,11 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
         pairs = match_onsets(refs, dets)
-        for e, d in pairs:
-            by_label[e.label].append((d.at - e.onset, wait_of(d) if wait_of else None))
+        latencies = [d.at - e.onset for e, d in pairs]
+        for (e, d), latency in zip(pairs, latencies):
+            by_label[e.label].append((latency, wait_of(d) if wait_of else None))
         per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
-                          "latencies": [d.at - e.onset for e, d in pairs]}
+                          "latencies": latencies}
     n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
                     for k in ("sys", "ref"))  # events per label over all files
     n_refs = int(n_ref.sum())
@@ -760,7 +761,7 @@ def _fmt_range(pair: Optional[Sequence[float]], digits: int = 3) -> str:
 def _latency_cell(fig: dict) -> str:
     if not fig["matched"]:
         return "–"
-    wait = f" ({_fmt(fig['wait_median_s'], 2)})" if fig.get("wait_median_s") is not None else ""
+    wait = f" ({_fmt(fig['wait_median_s'], 2)})" if fig["wait_median_s"] is not None else ""
     return f"{_fmt(fig['latency_median_s'], 2)}{wait}, {fig['matched_fraction']:.0%}"
 
 
@@ -794,7 +795,7 @@ def format_table(systems: dict) -> str:
               "as a share of the reference:", "", head_lat, "|" + "---|" * (head_lat.count("|") - 1)]
     for s in systems.values():
         st = s["scores"]["stream"]
-        pc = st.get("per_class", {})
+        pc = st["per_class"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_latency_cell(st)} | "
                      + " | ".join(_latency_cell(pc[k]) if k in pc else "" for k in labels) + " |")
     head3 = ("| system | smoother | speech event F1 | speech segment F1 | speech PSDS1 | excess on/min "

@@ -476,11 +476,12 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         redo = [label for label in labels if thresholds[label] != before.get(label)]
         t0 = time.perf_counter()
         stage2.update({label: [] for label in redo})
-        sub_split, sub_runs = restrict(split, runs, labels, redo)
-        for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S) if redo else ():
-            for label, cand in _score(sub_split, sub_runs, redo, timing,
-                                      {label: (*thresholds[label], min_on, min_off) for label in redo}).items():
-                stage2[label].append(cand)
+        if redo:
+            sub_split, sub_runs = restrict(split, runs, labels, redo)
+            for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
+                for label, cand in _score(sub_split, sub_runs, redo, timing,
+                                          {label: (*thresholds[label], min_on, min_off) for label in redo}).items():
+                    stage2[label].append(cand)
         log.info("stage 2 (durations): %d settings, %d classes, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S),
                  len(redo), time.perf_counter() - t0)
         candidates = {label: stage1[label] + stage2[label] for label in labels}
