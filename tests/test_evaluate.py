@@ -20,8 +20,8 @@ from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_ON, Candidate, TuneError, backdate, choose, class_choice, joint_choice, micro_f1,
-                        offset_lags, onset_lags)
+from rttag.tune import (GRID_ON, Candidate, TuneError, backdate, choose, class_budget, class_choice, format_choice,
+                        joint_choice, micro_f1, offset_lags, onset_lags)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -478,6 +478,31 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     # A budget nothing meets: the best setting regardless of latency, flagged as over budget.
     none, none_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective)
     assert none_report["dog"]["event_f1"] == pytest.approx(1.0) and not none_report["dog"]["within_budget"]
+    assert none_report["dog"]["latency_s"] >= 0.2 and none_report["dog"]["budget_s"] == 0.0
+    # --over-budget nearest: the budget is raised only as far as the quickest setting needs, so the
+    # blips stay (F1 0.6) rather than a 0.2 s wait; still reported as over the asked budget.
+    near, near_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective,
+                                  over_budget="nearest")
+    r = near_report["dog"]
+    assert not r["within_budget"] and 0.0 < r["budget_s"] <= 0.15 and r["latency_s"] <= r["budget_s"]
+    assert near.min_on_s[0] <= 0.1 and r["event_f1"] == pytest.approx(0.6)
+    assert "(budget raised to" in format_choice(["dog"], near, near_report)
+    assert "(over budget)" in format_choice(["dog"], none, none_report)
+    with pytest.raises(TuneError, match="over_budget 'closest'"):
+        choose(split, runs, ["dog"], timing, fallback, over_budget="closest")
+
+
+def test_class_budget_rises_in_steps_to_the_quickest_eligible_setting():
+    """Budgets (s): the asked one when a setting meets it or none detects enough; else the
+    first step of BUDGET_STEP_S over it that the quickest eligible setting fits."""
+    blind = Candidate((0.9,), 0.0, 0.0, float("nan"), 0, 0, 20)
+    few, slow = Candidate((0.8,), 0.1, 0.1, 0.26, 1, 2, 20), Candidate((0.2,), 0.3, 0.3, 0.41, 9, 30, 20)
+    assert class_budget([blind, few, slow], 0.22) == pytest.approx(0.27)
+    assert class_budget([blind, few, slow], 0.22, min_recall=0.1) == pytest.approx(0.42)
+    assert class_budget([blind, slow], 0.5) == 0.5 and class_budget([blind], 0.22) == 0.22
+    assert class_budget([replace(slow, latency_s=0.25)], 0.2) >= 0.25  # float steps never fall short
+    for budget in (0.27, 0.42):
+        assert class_choice([blind, few, slow], budget, 0.1 if budget > 0.3 else 0.0).eligible(budget)
 
 
 def test_tune_places_offsets_by_the_sound_where_the_probability_outlasts_it_by_varying_times():
@@ -585,11 +610,12 @@ def test_joint_choice_keeps_a_poorly_recognised_class_conservative():
     noisy, quiet = Candidate((0.2,), 0.2, 0.3, 0.1, 11, 90), Candidate((0.9,), 0.1, 0.1, 0.1, 1, 3)
     by_class = {"bird": bird[0], "dog": class_choice([noisy, quiet], 0.25)}
     assert by_class["dog"] is noisy and micro_f1(by_class, n_ref) == pytest.approx(102 / 210)
-    joint = joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, 0.25)
+    joint = joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, dict.fromkeys(n_ref, 0.25))
     assert joint["dog"] is quiet and micro_f1(joint, n_ref) == pytest.approx(82 / 123)
     # over budget (latency NaN or too late) or detecting nothing: never chosen while something else is eligible
     late, blind = Candidate((0.3,), 0.9, 0.9, 0.5, 19, 21), Candidate((0.95,), 0.0, 0.0, float("nan"), 0, 0)
-    assert joint_choice({"bird": bird, "dog": [late, blind, quiet]}, by_class, n_ref, 0.25)["dog"] is quiet
+    budgets = dict.fromkeys(n_ref, 0.25)
+    assert joint_choice({"bird": bird, "dog": [late, blind, quiet]}, by_class, n_ref, budgets)["dog"] is quiet
 
 
 def test_a_recall_floor_keeps_a_poorly_recognised_class_audible():
@@ -605,8 +631,9 @@ def test_a_recall_floor_keeps_a_poorly_recognised_class_audible():
     assert class_choice([sharp, some], 0.25, min_recall=0.1) is some
     assert class_choice([sharp, replace(some, n_tp=1)], 0.25, min_recall=0.1) is sharp
     by_class = {"bird": bird[0], "dog": noisy}
-    assert joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, 0.25)["dog"] is quiet
-    joint = joint_choice({"bird": bird, "dog": [noisy, quiet, some]}, by_class, n_ref, 0.25, min_recall=0.1)
+    budgets = dict.fromkeys(n_ref, 0.25)
+    assert joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, budgets)["dog"] is quiet
+    joint = joint_choice({"bird": bird, "dog": [noisy, quiet, some]}, by_class, n_ref, budgets, min_recall=0.1)
     assert joint["dog"] is some and not quiet.eligible(0.25, 0.1) and some.eligible(0.25, 0.1)
 
 
@@ -623,7 +650,7 @@ def test_joint_choice_is_the_exhaustive_optimum():
                 cands[k].append(Candidate((i,), 0.0, float(rng.random()), 0.1, tp, tp + int(rng.integers(0, 60))))
         start = {k: cands[k][0] for k in labels}
         best = max(itertools.product(*cands.values()), key=lambda combo: micro_f1(dict(zip(labels, combo)), n_ref))
-        got = joint_choice(cands, start, n_ref, 0.25)
+        got = joint_choice(cands, start, n_ref, dict.fromkeys(labels, 0.25))
         assert micro_f1(got, n_ref) == pytest.approx(micro_f1(dict(zip(labels, best)), n_ref))
 
 
@@ -649,6 +676,19 @@ def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_pat
     assert onnx.load(str(tuned_path)).graph == onnx.load(str(model_path)).graph
     # The rewritten model runs through the pipeline.
     assert run_rttag("tag", str(dataset / "audio" / "test" / "bursts3.wav"), "--model", str(tuned_path)).returncode == 0
+
+
+def test_tune_over_budget_nearest_from_the_command_line(dataset, model_path):
+    """A budget of 0 s that no setting meets: with --over-budget nearest the classes the
+    model detects (music, alarm) are tuned within a raised budget; the model is not written."""
+    before = model_path.read_bytes()
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run", "--max-latency", "0",
+                     "--over-budget", "nearest")
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = {line.split(" | ")[0].strip("| "): line for line in proc.stdout.decode().splitlines()}
+    for label in ("music", "alarm"):
+        assert "(budget raised to 0.05)" in rows[label], rows[label]
+    assert model_path.read_bytes() == before
 
 
 def test_tune_refuses_the_test_split(dataset, model_path, tmp_path):
