@@ -88,8 +88,9 @@ When no setting of a class is eligible, ``--over-budget`` decides (the report sa
   and decided 1.26 s late (docs/EVALUATION.md, the thirtieth session). ``nearest`` acts
   already in stage 1, whose fixed ``STAGE1_MIN_ON_S`` adds a wait stage 2 can remove, so it
   can also keep a class from thresholds that stage 2 would have brought within the budget
-  (T5's bird on half B: 0.137 against 0.443; the thirty-first session). A class without validation events keeps the model's values.
-The test split is refused.
+  (T5's bird on half B: 0.137 against 0.443; the thirty-first session).
+
+A class without validation events keeps the model's values. The test split is refused.
 """
 
 from __future__ import annotations
@@ -443,7 +444,7 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
                                          files_held_on=held[label]))
             waits[label, dominance] = lat[label]
     start = {label: cands[0] for label, cands in pool.items()}
-    held = set(pool) if max_overall_latency_s is None else set()  # classes held to max_latency_s on their own
+    held = set(pool) if max_overall_latency_s is None else set()  # classes held to their own budget
     while True:
         allowed = {label: [c for c in cands if label not in held or c.eligible(budgets[label], min_recall)]
                    or [start[label]]
