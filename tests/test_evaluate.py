@@ -481,15 +481,46 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     assert none_report["dog"]["latency_s"] >= 0.2 and none_report["dog"]["budget_s"] == 0.0
     # --over-budget nearest: the budget is raised only as far as the quickest setting needs, so the
     # blips stay (F1 0.6) rather than a 0.2 s wait; still reported as over the asked budget.
-    near, near_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective,
-                                  over_budget="nearest")
-    r = near_report["dog"]
-    assert not r["within_budget"] and 0.0 < r["budget_s"] <= 0.15 and r["latency_s"] <= r["budget_s"]
-    assert near.min_on_s[0] <= 0.1 and r["event_f1"] == pytest.approx(0.6)
+    for how in ("nearest", "nearest-late"):  # stage 2 brings no setting within 0 s either: the same raise
+        near, near_report, _ = choose(split, runs, ["dog"], timing, fallback, max_latency_s=0.0, objective=objective,
+                                      over_budget=how)
+        r = near_report["dog"]
+        assert not r["within_budget"] and 0.0 < r["budget_s"] <= 0.15 and r["latency_s"] <= r["budget_s"]
+        assert near.min_on_s[0] <= 0.1 and r["event_f1"] == pytest.approx(0.6)
     assert "(budget raised to" in format_choice(["dog"], near, near_report)
     assert "(over budget)" in format_choice(["dog"], none, none_report)
     with pytest.raises(TuneError, match="over_budget 'closest'"):
         choose(split, runs, ["dog"], timing, fallback, over_budget="closest")
+
+
+def test_tune_nearest_late_keeps_thresholds_that_stage_2_brings_near_the_budget():
+    """Three 3 s bird events whose probability ramps from 0.01 to 0.99 over 100 ms, and four
+    150 ms blips at 0.55. Thresholds over 0.55 drop the blips (event F1 1.0) but cross later;
+    with stage 1's min_on 0.1 s no threshold meets a 0.1 s budget. ``nearest`` raises the
+    budget in stage 1 to the quickest stage-1 setting, a low threshold, so the blips stay;
+    ``nearest-late`` keeps the best thresholds, lets stage 2 drop min_on and raises the budget
+    only as far as that needs; ``best`` keeps the thresholds too, but not the quicker wait."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events, blips = 20.0, [(2.0, 5.0), (8.0, 11.0), (14.0, 17.0)], [0.5, 6.5, 12.5, 18.5]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    p = np.full(len(centres), 0.01, np.float32)
+    for a, b in events:
+        inside = (centres >= a) & (centres < b)
+        p[inside] = np.clip(0.01 + (centres[inside] - a) / 0.1 * 0.98, 0.01, 0.99)
+    for a in blips:
+        p[(centres >= a) & (centres < a + 0.15)] = 0.55
+    split = split_of({"a.wav": [RefEvent(a, b, "bird") for a, b in events]}, {"a.wav": duration})
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    logmel[p > 0.3] = -2.0
+    runs = {"a.wav": FileRun(p[:, None], logmel, [], duration)}
+    tuned = {how: choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.1, over_budget=how)
+             for how in ("best", "nearest", "nearest-late")}
+    near, late, best = tuned["nearest"][1]["bird"], tuned["nearest-late"][1]["bird"], tuned["best"][1]["bird"]
+    assert tuned["nearest"][0].on_threshold[0] < 0.55 and near["event_f1"] == pytest.approx(0.6)
+    assert tuned["nearest-late"][0].on_threshold[0] > 0.55 and late["event_f1"] == pytest.approx(1.0)
+    assert not late["within_budget"] and 0.1 < late["latency_s"] <= late["budget_s"] <= 0.1 + 0.05 + 1e-9
+    assert tuned["nearest-late"][0].min_on_s[0] == 0.0
+    assert best["event_f1"] == pytest.approx(1.0) and best["latency_s"] > late["budget_s"]
 
 
 def test_class_budget_rises_in_steps_to_the_quickest_eligible_setting():
