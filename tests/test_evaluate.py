@@ -493,26 +493,32 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
         choose(split, runs, ["dog"], timing, fallback, over_budget="closest")
 
 
-def test_tune_nearest_late_keeps_thresholds_that_stage_2_brings_near_the_budget():
-    """Three 3 s bird events whose probability ramps from 0.01 to 0.99 over 100 ms, and four
-    150 ms blips at 0.55. Thresholds over 0.55 drop the blips (event F1 1.0) but cross later;
-    with stage 1's min_on 0.1 s no threshold meets a 0.1 s budget. ``nearest`` raises the
-    budget in stage 1 to the quickest stage-1 setting, a low threshold, so the blips stay;
-    ``nearest-late`` keeps the best thresholds, lets stage 2 drop min_on and raises the budget
-    only as far as that needs; ``best`` keeps the thresholds too, but not the quicker wait."""
+def ramp_fixture(rise_s: float) -> tuple[Split, dict, FrameTiming]:
+    """Three 3 s bird events whose probability ramps from 0.01 to 0.99 over ``rise_s`` seconds,
+    and four 150 ms blips at 0.55: thresholds over 0.55 drop the blips (event F1 1.0) but
+    cross later."""
     timing = FrameTiming.of_frontend(FrontendParams())
     duration, events, blips = 20.0, [(2.0, 5.0), (8.0, 11.0), (14.0, 17.0)], [0.5, 6.5, 12.5, 18.5]
     centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
     p = np.full(len(centres), 0.01, np.float32)
     for a, b in events:
         inside = (centres >= a) & (centres < b)
-        p[inside] = np.clip(0.01 + (centres[inside] - a) / 0.1 * 0.98, 0.01, 0.99)
+        p[inside] = np.clip(0.01 + (centres[inside] - a) / rise_s * 0.98, 0.01, 0.99)
     for a in blips:
         p[(centres >= a) & (centres < a + 0.15)] = 0.55
     split = split_of({"a.wav": [RefEvent(a, b, "bird") for a, b in events]}, {"a.wav": duration})
     logmel = np.full((len(centres), 64), -12.0, np.float32)
     logmel[p > 0.3] = -2.0
-    runs = {"a.wav": FileRun(p[:, None], logmel, [], duration)}
+    return split, {"a.wav": FileRun(p[:, None], logmel, [], duration)}, timing
+
+
+def test_tune_nearest_late_keeps_thresholds_that_stage_2_brings_near_the_budget():
+    """A 100 ms rise: with stage 1's min_on 0.1 s no threshold meets a 0.1 s budget.
+    ``nearest`` raises the budget in stage 1 to the quickest stage-1 setting, a low threshold,
+    so the blips stay; ``nearest-late`` keeps the best thresholds, lets stage 2 drop min_on and
+    raises the budget only as far as that needs; ``best`` keeps the thresholds too, but not the
+    quicker wait."""
+    split, runs, timing = ramp_fixture(0.1)
     tuned = {how: choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.1, over_budget=how)
              for how in ("best", "nearest", "nearest-late")}
     near, late, best = tuned["nearest"][1]["bird"], tuned["nearest-late"][1]["bird"], tuned["best"][1]["bird"]
@@ -521,6 +527,20 @@ def test_tune_nearest_late_keeps_thresholds_that_stage_2_brings_near_the_budget(
     assert not late["within_budget"] and 0.1 < late["latency_s"] <= late["budget_s"] <= 0.1 + 0.05 + 1e-9
     assert tuned["nearest-late"][0].min_on_s[0] == 0.0
     assert best["event_f1"] == pytest.approx(1.0) and best["latency_s"] > late["budget_s"]
+
+
+def test_tune_nearest_late_tries_the_durations_of_thresholds_a_raise_moves_to():
+    """A 500 ms rise: no setting of the best thresholds comes near a 0.1 s budget, so the raise
+    takes a low threshold from stage 1 (min_on 0.1 s). Stage 2 at that threshold finds min_on 0,
+    which brings it within the asked budget: ``nearest-late`` ends where ``nearest`` does."""
+    split, runs, timing = ramp_fixture(0.5)
+    near, near_report, _ = choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.1,
+                                  over_budget="nearest")
+    late, late_report, _ = choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.1,
+                                  over_budget="nearest-late")
+    assert late_report["bird"]["within_budget"] and late_report["bird"]["budget_s"] == 0.1
+    assert late.min_on_s[0] < 0.1 and late.on_threshold[0] < 0.55
+    assert late == near and late_report == near_report
 
 
 def test_class_budget_rises_in_steps_to_the_quickest_eligible_setting():
