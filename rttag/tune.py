@@ -93,8 +93,9 @@ When no setting of a class is eligible, ``--over-budget`` decides (the report sa
   stage 2, over all the class's settings, so thresholds that stage 2 brings within the budget
   are kept, and a class that no setting brings within it still gets the smallest raise. Where
   its best within the raised budget is a stage-1 setting of other thresholds, stage 2 is
-  scored at those thresholds too and the class chooses again (within a budget raised as far
-  as its quickest setting now needs).
+  scored at those thresholds too (once, also when the held-on guard has the choice made
+  again) and the class chooses again (within a budget raised as far as its quickest setting
+  now needs).
 
 A class without validation events keeps the model's values. The test split is refused.
 """
@@ -539,10 +540,11 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         by_class = {label: class_choice(allowed[label], budgets[label], min_recall) for label in tuned}
         if over_budget == "nearest-late":
             # a raised budget can take a stage-1 setting of other thresholds, whose durations
-            # stage 2 has not tried: try them, and choose again within the (not higher) budget
+            # stage 2 has not tried: try them (once: after the guard a class keeps what it has
+            # scored), and choose again within the (not higher) budget
             moved = {label: by_class[label].values[:2] for label in tuned
                      if by_class[label].values[:2] != thresholds[label]}
-            durations(list(moved), moved)
+            durations([label for label in moved if all(c.values[:2] != moved[label] for c in stage2[label])], moved)
             for label in moved:
                 allowed[label] = pool(label, stage1[label] + stage2[label], guarded)
                 budgets[label] = budget(allowed[label], 2)

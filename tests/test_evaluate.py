@@ -927,6 +927,43 @@ def test_the_guard_scores_stage_two_again_only_for_the_classes_it_re_chose(monke
     assert choose(split, runs, labels, timing, fallback_params(2)) == (params, report, _)
 
 
+def test_nearest_late_scores_the_durations_of_a_moved_class_once_across_the_guard(monkeypatch):
+    """The 500 ms bird ramp above (its budget raise moves it to other thresholds, whose
+    durations stage 2 then scores) beside the weak dog (the held-on guard re-chooses it, so the
+    choice runs twice): no stage-2 setting is scored twice, and the bird's moved thresholds are
+    scored once."""
+    import rttag.tune as tune
+
+    timing, duration, events, centres, dog, logmel, names = weak_dog()
+    b_split, b_runs, _ = ramp_fixture(0.5)
+    n = len(centres)
+    low = np.full(n, 0.02, np.float32)
+    runs = {"dog.wav": FileRun(np.stack([dog, low], axis=1), logmel, [], duration),
+            **{f: FileRun(np.stack([np.full(n, 0.12, np.float32), low], axis=1), logmel, [], duration)
+               for f in names[1:]},
+            "a.wav": FileRun(np.stack([low, b_runs["a.wav"].probs[:, 0]], axis=1), b_runs["a.wav"].logmel, [], duration)}
+    split = split_of({"dog.wav": [RefEvent(a, b, "dog") for a, b, _ in events], **{f: [] for f in names[1:]},
+                      "a.wav": b_split.reference["a.wav"]}, dict.fromkeys([*names, "a.wav"], duration))
+    labels = ["dog", "bird"]
+    scored = []
+    real = tune._score
+
+    def spy(split, runs, labels, timing, values_by_label, with_offsets=False):
+        if not with_offsets:
+            scored.extend((label, tuple(v)) for label, v in values_by_label.items())
+        return real(split, runs, labels, timing, values_by_label, with_offsets)
+    monkeypatch.setattr(tune, "_score", spy)
+    params, report, _ = choose(split, runs, labels, timing, fallback_params(2), max_latency_s=0.1,
+                               over_budget="nearest-late")
+    stage2 = scored[len(tune.GRID_ON) * len(tune.GRID_OFF_RATIO) * len(labels):]  # after stage 1
+    assert report["dog"]["held_on_ok"] and params.on_threshold[0] >= 0.15  # the guard re-chose the dog
+    assert params.on_threshold[1] < 0.55 and params.min_on_s[1] < 0.1  # the bird moved, and stage 2 found min_on 0
+    assert len(stage2) == len(set(stage2))
+    moved = (params.on_threshold[1], params.off_threshold[1])
+    assert sum(label == "bird" and v[:2] == moved for label, v in stage2) == \
+        len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S)
+
+
 def test_tune_guards_only_the_classes_whose_final_setting_holds_them_on():
     """Three files of birdsong where the dog's probability sits at 0.6 under the bird's 0.9,
     and one file with three dogs at 0.6. Every on-threshold that finds a dog holds the dog on
