@@ -525,6 +525,16 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                 stage2[label].append(cand)
         log.info("stage 2 (durations): %d settings, %s, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S),
                  ", ".join(todo), time.perf_counter() - t0)
+
+    allowed: dict[str, list[Candidate]] = {}
+    budgets: dict[str, float] = {}
+    by_class: dict[str, Candidate] = {}
+
+    def pick(label: str) -> None:
+        """The class's best among every setting scored for it (stages 1 and 2) within its budget."""
+        allowed[label] = pool(label, stage1[label] + stage2[label], guarded)
+        budgets[label] = budget(allowed[label], 2)
+        by_class[label] = class_choice(allowed[label], budgets[label], min_recall)
     while True:
         first = {label: pool(label, stage1[label], guarded) for label in labels}
         before, thresholds = thresholds, {
@@ -534,10 +544,8 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         redo = [label for label in labels if thresholds[label] != before.get(label)]
         stage2.update({label: [] for label in redo})
         durations(redo, thresholds)
-        candidates = {label: stage1[label] + stage2[label] for label in labels}
-        allowed = {label: pool(label, candidates[label], guarded) for label in tuned}
-        budgets = {label: budget(allowed[label], 2) for label in tuned}
-        by_class = {label: class_choice(allowed[label], budgets[label], min_recall) for label in tuned}
+        for label in tuned:
+            pick(label)
         if over_budget == "nearest-late":
             # a raised budget can take a stage-1 setting of other thresholds, whose durations
             # stage 2 has not tried: try them (once: after the guard a class keeps what it has
@@ -546,9 +554,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                      if by_class[label].values[:2] != thresholds[label]}
             durations([label for label in moved if all(c.values[:2] != moved[label] for c in stage2[label])], moved)
             for label in moved:
-                allowed[label] = pool(label, stage1[label] + stage2[label], guarded)
-                budgets[label] = budget(allowed[label], 2)
-                by_class[label] = class_choice(allowed[label], budgets[label], min_recall)
+                pick(label)
         choice = by_class if objective == "class" else joint_choice(allowed, by_class, n_ref, budgets, min_recall)
         placed = place_offsets(split, runs, labels, timing, choice)
         t0 = time.perf_counter()
