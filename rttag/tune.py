@@ -7,7 +7,7 @@ smoother over them. Per class, a small grid in two stages:
 
 1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = 0.1 s,
    ``min_off_s`` = 0.2 s);
-2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds.
+2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds (but stage 1's own pair).
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
@@ -129,6 +129,9 @@ GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
 GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 """Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
 delays offsets, so it reaches further."""
+STAGE2_DURATIONS = tuple(pair for pair in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S)
+                         if pair != (STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S))
+"""Stage 2's (min_on_s, min_off_s) pairs: the grid without stage 1's own pair, scored there already."""
 MAX_LATENCY_S = 0.25
 """Default decision-latency budget (s) per class: median ``at`` − reference onset."""
 MAX_HELD_ON = 0.02
@@ -519,11 +522,11 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             return
         t0 = time.perf_counter()
         sub_split, sub_runs = restrict(split, runs, labels, todo)
-        for min_on, min_off in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S):
+        for min_on, min_off in STAGE2_DURATIONS:
             for label, cand in _score(sub_split, sub_runs, todo, timing,
                                       {label: (*at[label], min_on, min_off) for label in todo}).items():
                 stage2[label].append(cand)
-        log.info("stage 2 (durations): %d settings, %s, %.0f s", len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S),
+        log.info("stage 2 (durations): %d settings, %s, %.0f s", len(STAGE2_DURATIONS),
                  ", ".join(todo), time.perf_counter() - t0)
 
     allowed: dict[str, list[Candidate]] = {}

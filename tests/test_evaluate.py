@@ -920,7 +920,7 @@ def test_the_guard_scores_stage_two_again_only_for_the_classes_it_re_chose(monke
     stage1 = len(tune.GRID_ON) * len(tune.GRID_OFF_RATIO)
     assert all(ls == ("dog", "bird") and not offsets for ls, offsets in calls[:stage1])
     stage2 = [ls for ls, offsets in calls[stage1:] if not offsets]
-    n = len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S)
+    n = len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S) - 1  # stage 1's own durations are not scored again
     assert [offsets for _, offsets in calls[stage1:]].count(True) == 2  # a pass before the guard, one after
     assert stage2.count(("dog", "bird")) == n and stage2.count(("dog",)) == n
     monkeypatch.setattr(tune, "_score", real)
@@ -930,8 +930,8 @@ def test_the_guard_scores_stage_two_again_only_for_the_classes_it_re_chose(monke
 def test_nearest_late_scores_the_durations_of_a_moved_class_once_across_the_guard(monkeypatch):
     """The 500 ms bird ramp above (its budget raise moves it to other thresholds, whose
     durations stage 2 then scores) beside the weak dog (the held-on guard re-chooses it, so the
-    choice runs twice): no stage-2 setting is scored twice, and the bird's moved thresholds are
-    scored once."""
+    choice runs twice): no stage-2 setting is scored twice or was scored in stage 1, and the
+    bird's moved thresholds are scored once."""
     import rttag.tune as tune
 
     timing, duration, events, centres, dog, logmel, names = weak_dog()
@@ -958,10 +958,10 @@ def test_nearest_late_scores_the_durations_of_a_moved_class_once_across_the_guar
     stage2 = scored[len(tune.GRID_ON) * len(tune.GRID_OFF_RATIO) * len(labels):]  # after stage 1
     assert report["dog"]["held_on_ok"] and params.on_threshold[0] >= 0.15  # the guard re-chose the dog
     assert params.on_threshold[1] < 0.55 and params.min_on_s[1] < 0.1  # the bird moved, and stage 2 found min_on 0
-    assert len(stage2) == len(set(stage2))
+    assert len(stage2) == len(set(stage2)) and not set(stage2) & set(scored[:len(scored) - len(stage2)])
     moved = (params.on_threshold[1], params.off_threshold[1])
     assert sum(label == "bird" and v[:2] == moved for label, v in stage2) == \
-        len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S)
+        len(tune.GRID_MIN_ON_S) * len(tune.GRID_MIN_OFF_S) - 1  # stage 1 scored its own durations
 
 
 def test_tune_guards_only_the_classes_whose_final_setting_holds_them_on():
