@@ -521,8 +521,9 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
             "excess_on_per_min": int(np.maximum(n_sys - n_ref, 0).sum()) / minutes,
             "short_spurious_per_min": short / minutes,
             **_latency_figures(lat, waits, n_refs),
-            "per_class": {k: _latency_figures([x for x, _ in by_label[k]],
-                                              [w for _, w in by_label[k] if w is not None], int(n_ref[i]))
+            "per_class": {k: {**_latency_figures([x for x, _ in by_label[k]],
+                                                 [w for _, w in by_label[k] if w is not None], int(n_ref[i])),
+                              "excess_on_per_min": max(int(n_sys[i] - n_ref[i]), 0) / minutes}
                           for i, k in enumerate(labels)},
             "per_file": per_file}
 
@@ -562,6 +563,8 @@ def held_on(split: Split, detections: dict[str, list[Detection]], labels: Sequen
             "per_class": per_class}
 
 
+N_CONFUSIONS = 5
+"""Confusion pairs shown per system in the table (the JSON keeps them all)."""
 PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference")
 """Where a detection falls, in the order :func:`detection_places` tests them."""
 
@@ -569,8 +572,11 @@ PLACES = ("onset_hit", "same_label_onset_off", "other_label_only", "no_reference
 def detection_places(split: Split, detections: dict[str, list[Detection]]) -> dict:
     """Per :data:`PLACES` category, the share of all detections (None without detections), and
     ``per_min``, detections per minute. ``split`` should carry the reference of every label:
-    a detection overlapping only another label's event is a confusion, not background."""
+    a detection overlapping only another label's event is a confusion, not background.
+    ``confusions``: ``[detected label, reference label, detections]`` for those, a detection
+    counted once against each label it overlaps, most frequent first (then by the labels)."""
     counts = dict.fromkeys(PLACES, 0)
+    confusions: Counter = Counter()
     for name in split.paths:
         refs = split.reference[name]
         for d in detections.get(name, []):
@@ -582,10 +588,12 @@ def detection_places(split: Split, detections: dict[str, list[Detection]]) -> di
                 counts["same_label_onset_off"] += 1
             elif over:
                 counts["other_label_only"] += 1
+                confusions.update((d.label, label) for label in {e.label for e in over})
             else:
                 counts["no_reference"] += 1
     n = sum(counts.values())
-    return {**{k: (v / n if n else None) for k, v in counts.items()}, "per_min": n / split.minutes}
+    return {**{k: (v / n if n else None) for k, v in counts.items()}, "per_min": n / split.minutes,
+            "confusions": [[a, b, c] for (a, b), c in sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))]}
 
 
 def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
@@ -816,6 +824,17 @@ def format_table(systems: dict) -> str:
         pl = s["scores"]["places"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
+    head_ex = "| system | smoother | " + " | ".join(labels) + " | most frequent confusions |"
+    lines += ["", f"Excess `on` events per minute per class (the jitter figure is their sum), and the "
+              f"{N_CONFUSIONS} most frequent confusions (detected label on the reference label it "
+              "overlaps, where it overlaps no event of its own: detections):", "", head_ex,
+              "|" + "---|" * (head_ex.count("|") - 1)]
+    for s in systems.values():
+        pc = s["scores"]["stream"]["per_class"]
+        lines.append(f"| {s['system']} | {s['smoother']} | "
+                     + " | ".join(_fmt(pc[k]["excess_on_per_min"], 1) if k in pc else "" for k in labels)
+                     + " | " + ", ".join(f"{a} on {b}: {n}" for a, b, n
+                                         in s["scores"]["places"]["confusions"][:N_CONFUSIONS]) + " |")
     head_held = "| system | smoother | pairs | files | 95 % interval of files | labels (pairs) |"
     lines += ["", f"Classes held on through a file (events over ≥ {HELD_COVER:.0%} of it, reference under "
               f"{HELD_REF_BELOW:.0%}):", "", head_held, "|" + "---|" * (head_held.count("|") - 1)]

@@ -244,6 +244,8 @@ def test_detection_places_tell_hits_mistimings_confusions_and_background():
                       Detection("dog", 8.5, 9.5, 8.6),      # during music, not a dog: a confusion too
                       Detection("music", 20.0, 21.0, 20.1)]}  # on nothing: background
     pl = detection_places(split, dets)
+    assert pl["confusions"] == [["bird", "music", 1], ["dog", "music", 1]]
+    del pl["confusions"]
     assert pl == pytest.approx({"onset_hit": 0.2, "same_label_onset_off": 0.2, "other_label_only": 0.4,
                                 "no_reference": 0.2, "per_min": 5.0})
     assert detection_places(split, {})["onset_hit"] is None
@@ -253,7 +255,9 @@ def test_excess_is_per_class_and_never_negative():
     """A class that misses events does not cancel another class's extra events."""
     split = split_of({"a.wav": [RefEvent(1, 2, "dog"), RefEvent(3, 4, "dog"), RefEvent(5, 6, "dog")]}, {"a.wav": 30.0})
     dets = {"a.wav": [Detection("bird", t, t + 1, t) for t in (10, 12, 14)]}
-    assert stream_scores(split, dets, ["dog", "bird"])["excess_on_per_min"] == pytest.approx(6.0)
+    st = stream_scores(split, dets, ["dog", "bird"])
+    assert st["excess_on_per_min"] == pytest.approx(6.0)
+    assert [st["per_class"][k]["excess_on_per_min"] for k in ("dog", "bird")] == pytest.approx([0.0, 6.0])
 
 
 def test_matching_takes_the_first_detection_within_the_event():
@@ -400,7 +404,9 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
                 assert "f1_ci95" not in pc
     assert raw["event"]["vs_first"]["system"] == "test-gru/tuned" and "vs_first" not in silero["event"]
     assert "Jitter and latency, resampling the files" in table
-    assert "Decision latency per class" in table
+    assert "Decision latency per class" in table and "Excess `on` events per minute per class" in table
+    for st in (tuned["stream"], raw["stream"]):  # the jitter figure is the per-class excesses' sum
+        assert sum(pc["excess_on_per_min"] for pc in st["per_class"].values()) == pytest.approx(st["excess_on_per_min"])
     assert raw["stream"]["wait_median_s"] in (None, 0.0)  # raw thresholding decides on the first frame
     assert set(tuned["stream"]["per_class"]) == set(doc["systems"]["test-gru/tuned"]["params"]["on_threshold"])
     assert sum(pc["matched"] for pc in tuned["stream"]["per_class"].values()) == tuned["stream"]["matched"]
