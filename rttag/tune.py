@@ -7,7 +7,10 @@ smoother over them. Per class, a small grid in two stages:
 
 1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = 0.1 s,
    ``min_off_s`` = 0.2 s);
-2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds (but stage 1's own pair).
+2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds (but stage 1's own pair); with
+   ``--durations-at both`` also at its best thresholds regardless of latency, where they differ:
+   stage 1's fixed ``min_on_s`` adds a wait that a shorter one can remove, bringing thresholds
+   within the budget that stage 1 found over it.
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
@@ -149,6 +152,7 @@ GRID_DOMINANCE = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 """``dominance`` values tried per class, last (ratio to the most probable other class)."""
 OBJECTIVES = ("class", "micro")
 OVER_BUDGET = ("best", "nearest", "nearest-late")
+DURATIONS_AT = ("best", "both")
 BUDGET_STEP_S = 0.05
 """Step (s) by which ``--over-budget nearest`` (and ``nearest-late``) raises a class's latency budget."""
 
@@ -210,6 +214,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"latency (default); nearest: its best within the budget raised in {BUDGET_STEP_S:g} s "
                         "steps to the first that admits a setting, from the thresholds on; nearest-late: "
                         "thresholds as best, and the budget raised as nearest only once every setting is scored")
+    parser.add_argument("--durations-at", default="best", choices=DURATIONS_AT,
+                        help="best: stage 2 scores durations at each class's best thresholds within its budget "
+                        "(default); both: also at its best thresholds at any latency, where a shorter wait can "
+                        "bring them within the budget")
     parser.add_argument("--objective", default="class", choices=OBJECTIVES,
                         help="class: each class's best event F1 on its own (default); "
                         "micro: the settings that together give the best micro event F1")
@@ -472,7 +480,8 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
 def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, fallback: SmootherParams,
            max_latency_s: float = MAX_LATENCY_S, objective: str = "class",
            max_overall_latency_s: float | None = None, min_recall: float = MIN_RECALL,
-           max_held_on: float = MAX_HELD_ON, over_budget: str = "best") -> tuple[SmootherParams, dict, dict]:
+           max_held_on: float = MAX_HELD_ON, over_budget: str = "best",
+           durations_at: str = "best") -> tuple[SmootherParams, dict, dict]:
     """The grid search (see the module docstring). Returns the chosen parameters; per label,
     what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
     decision latency, ``within_budget`` (within ``max_latency_s``), ``budget_s`` (the class's
@@ -489,6 +498,8 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
     if over_budget not in OVER_BUDGET:
         raise TuneError(f"over_budget {over_budget!r}: not one of {', '.join(OVER_BUDGET)}")
+    if durations_at not in DURATIONS_AT:
+        raise TuneError(f"durations_at {durations_at!r}: not one of {', '.join(DURATIONS_AT)}")
     check_share(max_held_on)
     max_held_files = max_held_on * len(split.paths)
 
@@ -538,15 +549,23 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         allowed[label] = pool(label, stage1[label] + stage2[label], guarded)
         budgets[label] = budget(allowed[label], 2)
         by_class[label] = class_choice(allowed[label], budgets[label], min_recall)
+
+    def anchors(cands: list[Candidate]) -> tuple[tuple, ...]:
+        """The (on, off) thresholds stage 2 scores a class's durations at: its best stage-1
+        thresholds within its budget, and with ``durations_at`` "both" also its best at any latency."""
+        best = class_choice(cands, budget(cands, 1), min_recall).values[:2]
+        free = class_choice(cands, float("inf"), min_recall).values[:2]
+        return (best,) if durations_at == "best" or free == best else (best, free)
     while True:
         first = {label: pool(label, stage1[label], guarded) for label in labels}
-        before, thresholds = thresholds, {
-            label: class_choice(first[label], budget(first[label], 1), min_recall).values[:2] for label in labels}
+        before, thresholds = thresholds, {label: anchors(first[label]) for label in labels}
         # stage 2 scores the classes one by one (no dominance yet), so after the guard a class
         # whose thresholds stayed keeps its candidates and only the others are scored again
         redo = [label for label in labels if thresholds[label] != before.get(label)]
         stage2.update({label: [] for label in redo})
-        durations(redo, thresholds)
+        for k in range(max((len(thresholds[label]) for label in redo), default=0)):
+            durations([label for label in redo if len(thresholds[label]) > k],
+                      {label: at[k] for label, at in thresholds.items() if len(at) > k})
         for label in tuned:
             pick(label)
         if over_budget == "nearest-late":
@@ -554,7 +573,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             # stage 2 has not tried: try them (once: after the guard a class keeps what it has
             # scored), and choose again within the (not higher) budget
             moved = {label: by_class[label].values[:2] for label in tuned
-                     if by_class[label].values[:2] != thresholds[label]}
+                     if by_class[label].values[:2] not in thresholds[label]}
             durations([label for label in moved if all(c.values[:2] != moved[label] for c in stage2[label])], moved)
             for label in moved:
                 pick(label)
@@ -646,7 +665,8 @@ def run(args) -> int:
     params, report, summary = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
                                      max_latency_s=args.max_latency, objective=args.objective,
                                      max_overall_latency_s=args.max_overall_latency, min_recall=args.min_recall,
-                                     max_held_on=args.max_held_on, over_budget=args.over_budget)
+                                     max_held_on=args.max_held_on, over_budget=args.over_budget,
+                                     durations_at=args.durations_at)
     print(format_choice(info.labels, params, report))
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.4f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "

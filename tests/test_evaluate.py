@@ -535,6 +535,22 @@ def test_tune_nearest_late_keeps_thresholds_that_stage_2_brings_near_the_budget(
     assert best["event_f1"] == pytest.approx(1.0) and best["latency_s"] > late["budget_s"]
 
 
+def test_tune_durations_at_both_finds_thresholds_a_shorter_wait_brings_within_the_budget():
+    """A 100 ms rise and a 0.15 s budget: with stage 1's min_on 0.1 s only thresholds under the
+    blips (0.55) decide within it, so stage 2 at the best of those keeps the blips (event F1
+    0.6). ``durations_at="both"`` also scores durations at the best thresholds at any latency
+    (over the blips), where min_on 0 decides within the budget: event F1 1.0."""
+    split, runs, timing = ramp_fixture(0.1)
+    tuned = {at: choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.15, durations_at=at)
+             for at in ("best", "both")}
+    best, both = tuned["best"][1]["bird"], tuned["both"][1]["bird"]
+    assert tuned["best"][0].on_threshold[0] < 0.55 and best["event_f1"] == pytest.approx(0.6) and best["within_budget"]
+    assert tuned["both"][0].on_threshold[0] > 0.55 and both["event_f1"] == pytest.approx(1.0) and both["within_budget"]
+    assert tuned["both"][0].min_on_s[0] < 0.1
+    with pytest.raises(TuneError, match="durations_at 'all'"):
+        choose(split, runs, ["bird"], timing, fallback_params(1), durations_at="all")
+
+
 def test_tune_nearest_late_tries_the_durations_of_thresholds_a_raise_moves_to():
     """A 500 ms rise: no setting of the best thresholds comes near a 0.1 s budget, so the raise
     takes a low threshold from stage 1 (min_on 0.1 s). Stage 2 at that threshold finds min_on 0,
