@@ -514,16 +514,17 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
     n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
                     for k in ("sys", "ref"))  # events per label over all files
     n_refs = int(n_ref.sum())
+    excess = np.maximum(n_sys - n_ref, 0)  # per label: a class's misses do not cancel another's extra events
     lat = [x for f in per_file.values() for x in f["latencies"]]
     waits = [w for k in labels for _, w in by_label[k] if w is not None]
     return {"on_per_min": int(n_sys.sum()) / minutes,
             "ref_per_min": n_refs / minutes,
-            "excess_on_per_min": int(np.maximum(n_sys - n_ref, 0).sum()) / minutes,
+            "excess_on_per_min": int(excess.sum()) / minutes,
             "short_spurious_per_min": short / minutes,
             **_latency_figures(lat, waits, n_refs),
             "per_class": {k: {**_latency_figures([x for x, _ in by_label[k]],
                                                  [w for _, w in by_label[k] if w is not None], int(n_ref[i])),
-                              "excess_on_per_min": max(int(n_sys[i] - n_ref[i]), 0) / minutes}
+                              "excess_on_per_min": int(excess[i]) / minutes}
                           for i, k in enumerate(labels)},
             "per_file": per_file}
 

@@ -527,8 +527,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     thresholds: dict[str, tuple] = {}
     stage2: dict[str, list[Candidate]] = {}
 
-    def durations(todo: list[str], at: dict[str, tuple]) -> None:
-        """Stage 2 for the classes ``todo``, at their thresholds ``at``: candidates added to ``stage2``."""
+    def durations(at: dict[str, tuple]) -> None:
+        """Stage 2 at the (on, off) thresholds ``at`` of each class in it whose stage 2 has not been
+        scored there yet (so never twice, also across the held-on guard): candidates added to ``stage2``."""
+        todo = [label for label, pair in at.items() if all(c.values[:2] != pair for c in stage2[label])]
         if not todo:
             return
         t0 = time.perf_counter()
@@ -554,8 +556,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         """The (on, off) thresholds stage 2 scores a class's durations at: its best stage-1
         thresholds within its budget, and with ``durations_at`` "both" also its best at any latency."""
         best = class_choice(cands, budget(cands, 1), min_recall).values[:2]
+        if durations_at == "best":
+            return (best,)
         free = class_choice(cands, float("inf"), min_recall).values[:2]
-        return (best,) if durations_at == "best" or free == best else (best, free)
+        return (best,) if free == best else (best, free)
     while True:
         first = {label: pool(label, stage1[label], guarded) for label in labels}
         before, thresholds = thresholds, {label: anchors(first[label]) for label in labels}
@@ -564,8 +568,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         redo = [label for label in labels if thresholds[label] != before.get(label)]
         stage2.update({label: [] for label in redo})
         for k in range(max((len(thresholds[label]) for label in redo), default=0)):
-            durations([label for label in redo if len(thresholds[label]) > k],
-                      {label: at[k] for label, at in thresholds.items() if len(at) > k})
+            durations({label: thresholds[label][k] for label in redo if len(thresholds[label]) > k})
         for label in tuned:
             pick(label)
         if over_budget == "nearest-late":
@@ -574,7 +577,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             # scored), and choose again within the (not higher) budget
             moved = {label: by_class[label].values[:2] for label in tuned
                      if by_class[label].values[:2] not in thresholds[label]}
-            durations([label for label in moved if all(c.values[:2] != moved[label] for c in stage2[label])], moved)
+            durations(moved)
             for label in moved:
                 pick(label)
         choice = by_class if objective == "class" else joint_choice(allowed, by_class, n_ref, budgets, min_recall)
