@@ -2,6 +2,7 @@
 Qt resource reading."""
 
 import struct
+import subprocess
 import zlib
 
 import numpy as np
@@ -109,6 +110,43 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
     with pytest.raises(SourceError, match="apt-get download rttag-no-such-package failed"):
         fetch_and_unpack(["rttag-no-such-package"], tmp_path, lambda it, **kw: it)
 
+
+
+def test_builds_sharing_a_cache_unpack_a_package_at_the_same_time(tmp_path):
+    """Four builds unpack one cached .deb at once (a real .deb made with dpkg-deb, real dpkg -x):
+    each finds the whole package tree, and no half-written copy is left behind."""
+    import threading
+
+    from rttag.dataset.sources import fetch_and_unpack
+
+    root = tmp_path / "src"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text("Package: rttag-test\nVersion: 1\nArchitecture: all\n"
+                                         "Maintainer: rttag <rttag@example.org>\nDescription: test\n")
+    (root / "usr/share/sounds").mkdir(parents=True)
+    (root / "usr/share/sounds/step.raw").write_bytes(bytes(range(256)) * 4096)
+    cache = tmp_path / "cache"
+    (cache / "debs").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", str(root), str(cache / "debs/rttag-test_1_all.deb")],
+                   check=True, capture_output=True)
+    start, errors = threading.Barrier(4), []
+
+    def build():
+        start.wait()
+        try:
+            fetch_and_unpack(["rttag-test"], cache, lambda it, **kw: it)
+        except Exception as exc:  # collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (cache / "pkgs/rttag-test/usr/share/sounds/step.raw").read_bytes() == bytes(range(256)) * 4096
+    assert sorted(p.name for p in (cache / "pkgs").iterdir()) == ["rttag-test"]
+    assert sorted(p.name for p in (cache / "debs").iterdir()) == ["rttag-test_1_all.deb"]
 
 # --------------------------------------------------------------- synthetic recordings
 

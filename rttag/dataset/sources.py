@@ -17,6 +17,7 @@ import io
 import shutil
 import struct
 import subprocess
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -76,28 +77,52 @@ def read_sources(tsv: Path) -> list[Source]:
 
 
 def fetch_and_unpack(packages: list[str], cache: Path, progress) -> None:
-    """Make ``cache/pkgs/P`` exist for every package P (download and unpack what is missing)."""
+    """Make ``cache/pkgs/P`` exist for every package P (download and unpack what is missing).
+
+    Safe for builds that share one cache at the same time: each downloads into and unpacks
+    into a directory of its own and renames the finished result into place, so another build
+    never sees a half-written ``.deb`` or package tree; where two finish the same package, the
+    first rename wins and the other copy is dropped."""
     debs, pkgs = cache / "debs", cache / "pkgs"
     debs.mkdir(parents=True, exist_ok=True)
     pkgs.mkdir(parents=True, exist_ok=True)
     for pkg in progress(packages, desc="fetch+unpack", unit="pkg"):
         if (pkgs / pkg).is_dir():
             continue
-        found = sorted(debs.glob(f"{pkg}_*.deb"))
-        if not found:
-            if shutil.which("apt-get") is None:
-                raise SourceError("apt-get not found: rttag data build needs a Debian/Ubuntu system")
-            proc = subprocess.run(["apt-get", "download", pkg], cwd=debs, capture_output=True, text=True)
-            found = sorted(debs.glob(f"{pkg}_*.deb"))
-            if proc.returncode != 0 or not found:
-                msg = (proc.stderr.strip().splitlines() or ["no .deb appeared"])[-1]
-                raise SourceError(f"apt-get download {pkg} failed: {msg} (try 'apt-get update')")
-        tmp = pkgs / f"{pkg}.partial"
+        deb = _fetched_deb(pkg, debs)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{pkg}.", suffix=".partial", dir=pkgs))
+        try:
+            proc = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SourceError(f"dpkg -x {deb.name} failed: {proc.stderr.strip()[:200]}")
+            try:
+                tmp.rename(pkgs / pkg)
+            except OSError:  # another build unpacked it meanwhile
+                if not (pkgs / pkg).is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetched_deb(pkg: str, debs: Path) -> Path:
+    """The cached ``.deb`` of ``pkg`` in ``debs``, downloaded with ``apt-get download`` (into a
+    directory of its own, then renamed into ``debs``) when there is none."""
+    found = sorted(debs.glob(f"{pkg}_*.deb"))
+    if found:
+        return found[-1]
+    if shutil.which("apt-get") is None:
+        raise SourceError("apt-get not found: rttag data build needs a Debian/Ubuntu system")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{pkg}.", suffix=".partial", dir=debs))
+    try:
+        proc = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+        got = sorted(tmp.glob(f"{pkg}_*.deb"))
+        if proc.returncode != 0 or not got:
+            msg = (proc.stderr.strip().splitlines() or ["no .deb appeared"])[-1]
+            raise SourceError(f"apt-get download {pkg} failed: {msg} (try 'apt-get update')")
+        got[-1].replace(debs / got[-1].name)  # atomic; a copy another build put there is the same file
+        return debs / got[-1].name
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        proc = subprocess.run(["dpkg", "-x", str(found[-1]), str(tmp)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SourceError(f"dpkg -x {found[-1].name} failed: {proc.stderr.strip()[:200]}")
-        tmp.rename(pkgs / pkg)
 
 
 def _rcc_member(rcc: bytes, member: str) -> bytes:
