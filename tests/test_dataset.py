@@ -112,41 +112,53 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
 
 
 
-def test_builds_sharing_a_cache_unpack_a_package_at_the_same_time(tmp_path):
-    """Four builds unpack one cached .deb at once (a real .deb made with dpkg-deb, real dpkg -x):
-    each finds the whole package tree, and no half-written copy is left behind."""
+def test_builds_sharing_a_cache_unpack_and_decode_at_the_same_time(tmp_path):
+    """Four builds unpack one cached .deb at once (a real .deb made with dpkg-deb, real dpkg -x),
+    then decode its recording at once: each finds the whole package tree and the whole decoded
+    array, and no half-written copy is left behind."""
     import threading
 
-    from rttag.dataset.sources import fetch_and_unpack
+    import soundfile as sf
+
+    from rttag.dataset.sources import Source, fetch_and_unpack, load_decoded
 
     root = tmp_path / "src"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text("Package: rttag-test\nVersion: 1\nArchitecture: all\n"
                                          "Maintainer: rttag <rttag@example.org>\nDescription: test\n")
     (root / "usr/share/sounds").mkdir(parents=True)
-    (root / "usr/share/sounds/step.raw").write_bytes(bytes(range(256)) * 4096)
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(4 * SR) / SR)).astype(np.float32)
+    sf.write(root / "usr/share/sounds/step.wav", tone, SR, subtype="FLOAT")
     cache = tmp_path / "cache"
     (cache / "debs").mkdir(parents=True)
     subprocess.run(["dpkg-deb", "--build", str(root), str(cache / "debs/rttag-test_1_all.deb")],
                    check=True, capture_output=True)
-    start, errors = threading.Barrier(4), []
+    src = Source("rttag-test", "usr/share/sounds/step.wav", "footsteps", "train", "CC0", 4.0)
 
-    def build():
-        start.wait()
-        try:
-            fetch_and_unpack(["rttag-test"], cache, lambda it, **kw: it)
-        except Exception as exc:  # collected, asserted below
-            errors.append(exc)
+    def at_once(job):
+        start, results = threading.Barrier(4), []
 
-    threads = [threading.Thread(target=build) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert (cache / "pkgs/rttag-test/usr/share/sounds/step.raw").read_bytes() == bytes(range(256)) * 4096
+        def run():
+            start.wait()
+            try:
+                results.append(job())
+            except Exception as exc:  # collected, asserted below
+                results.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    assert at_once(lambda: fetch_and_unpack(["rttag-test"], cache, lambda it, **kw: it)) == [None] * 4
     assert sorted(p.name for p in (cache / "pkgs").iterdir()) == ["rttag-test"]
     assert sorted(p.name for p in (cache / "debs").iterdir()) == ["rttag-test_1_all.deb"]
+    for key, y, problem in at_once(lambda: load_decoded((src, cache))):
+        assert (key, problem) == (src.key, "") and np.allclose(y, tone, atol=1e-6)
+    assert sorted(p.name for p in (cache / "decoded").iterdir()) == [f"{src.key}.npy"]
+    assert np.allclose(np.load(cache / "decoded" / f"{src.key}.npy"), tone, atol=1e-6)
 
 # --------------------------------------------------------------- synthetic recordings
 

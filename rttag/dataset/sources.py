@@ -14,6 +14,7 @@ import fnmatch
 import functools
 import hashlib
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -209,9 +210,12 @@ def load_decoded(args: tuple[Source, Path]) -> tuple[str, np.ndarray | None, str
     if len(y) < MIN_SECONDS * SAMPLE_RATE:
         return src.key, None, f"{src.package}:{src.path}: silent or too short"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npy")
-    np.save(tmp, y)
-    tmp.rename(out)
+    # a name of its own, renamed into place: builds that decode the same file at the same time
+    # never truncate each other's copy, and a reader finds the whole array or none
+    fd, tmp = tempfile.mkstemp(prefix=f"{src.key}.", suffix=".partial", dir=out.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, y)
+    os.replace(tmp, out)
     return src.key, y, ""
 
 
