@@ -52,7 +52,8 @@ the latest class is held to ``--max-latency`` and the choice is made again.
 
 A setting is *eligible* for a class when it detects at least one of the class's events (and
 at least the share ``--min-recall`` of them) and its median decision latency on the class's
-matched validation events (``at`` − reference onset) is within ``--max-latency`` (default
+matched validation events (``at`` − reference onset; matched on the onsets as the smoother
+back-dates them, as ``rttag eval`` matches) is within ``--max-latency`` (default
 0.25 s). A class whose final setting (offsets placed, dominance chosen) holds it on through more
 than ``--max-held-on`` of the split's files (its events cover at least 90 % of a file whose
 reference of the class covers under 50 %: :func:`rttag.evaluate.held_on`) is chosen again from
@@ -318,15 +319,16 @@ def _score(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            values_by_label: dict[str, tuple], with_offsets: bool = False) -> dict[str, Candidate]:
     """Per class, what one setting (``values_by_label``: on, off, min_on_s, min_off_s) scores,
     with the onset lag measured at lag 0 and then applied; ``with_offsets``: the offset lag of
-    :func:`offset_lags` too (else 0)."""
+    :func:`offset_lags` too (else 0). The latency is measured on the events so placed: the
+    back-dated onsets decide which events match, as in :func:`hold_back` and ``rttag eval``."""
     rows = {label: (*values_by_label[label], *(0.0,) * (len(FIELDS) - 4)) for label in labels}
     dets = smooth_runs(runs, labels, _params(rows, labels), timing)
     ends = {name: r.t_end for name, r in runs.items()}
     onset_lag = onset_lags(split, dets, labels)
     no_lag = dict.fromkeys(labels, 0.0)
     offset_lag = offset_lags(split, backdate(dets, onset_lag, no_lag, ends), labels, ends) if with_offsets else no_lag
-    latency = decision_latencies(split, dets, labels)
     placed = backdate(dets, onset_lag, offset_lag, ends)
+    latency = decision_latencies(split, placed, labels)  # matched on the back-dated onsets, as rttag eval matches
     scores = sed_scores(split, placed, labels)
     held = held_on(split, placed, labels)["per_class"]
     out = {}

@@ -16,12 +16,12 @@ import soundfile as sf
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
                             PLACES, _resampled_median, covered_s, detection_places, format_table, held_on, intervals,
                             merge_events, psds1, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
-                            system_names)
+                            smooth_runs, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_ON, Candidate, TuneError, backdate, choose, class_budget, class_choice, format_choice,
-                        joint_choice, micro_f1, offset_lags, onset_lags)
+from rttag.tune import (GRID_ON, Candidate, TuneError, _params, _score, backdate, choose, class_budget, class_choice,
+                        format_choice, joint_choice, latency_lists, micro_f1, offset_lags, onset_lags)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -563,6 +563,27 @@ def test_tune_nearest_late_tries_the_durations_of_thresholds_a_raise_moves_to():
     assert late_report["bird"]["within_budget"] and late_report["bird"]["budget_s"] == 0.1
     assert late.min_on_s[0] < 0.1 and late.on_threshold[0] < 0.55
     assert late == near and late_report == near_report
+
+
+def test_a_settings_latency_is_measured_on_the_events_as_they_will_be_placed():
+    """Four 0.3 s bird events: the probability rises 0.2 s after the first two onsets and 0.4 s
+    after the last two, past their ends. Matched on the raw onsets only the first two count
+    (median 0.2 s, within a 0.25 s budget); the smoother back-dates every onset by the lag those
+    two give, which brings the last two inside their events, so rttag eval matches all four
+    and measures 0.3 s. The tuner's latency for the setting is the one eval measures."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration, events, rises = 16.0, [(2.0, 2.3), (6.0, 6.3), (10.0, 10.3), (14.0, 14.3)], [0.2, 0.2, 0.4, 0.4]
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+    p = np.full(len(centres), 0.01, np.float32)
+    for (a, _), rise in zip(events, rises):
+        p[(centres >= a + rise) & (centres < a + rise + 0.5)] = 0.99
+    split = split_of({"a.wav": [RefEvent(a, b, "bird") for a, b in events]}, {"a.wav": duration})
+    runs = {"a.wav": FileRun(p[:, None], np.full((len(centres), 64), -12.0, np.float32), [], duration)}
+    cand = _score(split, runs, ["bird"], timing, {"bird": (0.5, 0.5, 0.0, 0.1)})["bird"]
+    dets = smooth_runs(runs, ["bird"], _params({"bird": cand.values}, ["bird"]), timing)
+    placed = latency_lists(split, dets, ["bird"])["bird"]
+    assert len(placed) == 4 and cand.latency_s == pytest.approx(float(np.median(placed)))
+    assert not cand.eligible(0.25)
 
 
 def test_class_budget_rises_in_steps_to_the_quickest_eligible_setting():
