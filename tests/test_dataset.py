@@ -111,7 +111,6 @@ def test_unavailable_package_is_one_clear_error(tmp_path):
         fetch_and_unpack(["rttag-no-such-package"], tmp_path, lambda it, **kw: it)
 
 
-
 def test_builds_sharing_a_cache_unpack_and_decode_at_the_same_time(tmp_path):
     """Four builds unpack one cached .deb at once (a real .deb made with dpkg-deb, real dpkg -x),
     then decode its recording at once: each finds the whole package tree and the whole decoded
@@ -159,6 +158,7 @@ def test_builds_sharing_a_cache_unpack_and_decode_at_the_same_time(tmp_path):
         assert (key, problem) == (src.key, "") and np.allclose(y, tone, atol=1e-6)
     assert sorted(p.name for p in (cache / "decoded").iterdir()) == [f"{src.key}.npy"]
     assert np.allclose(np.load(cache / "decoded" / f"{src.key}.npy"), tone, atol=1e-6)
+
 
 # --------------------------------------------------------------- synthetic recordings
 

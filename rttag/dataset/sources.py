@@ -91,18 +91,16 @@ def fetch_and_unpack(packages: list[str], cache: Path, progress) -> None:
         if (pkgs / pkg).is_dir():
             continue
         deb = _fetched_deb(pkg, debs)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{pkg}.", suffix=".partial", dir=pkgs))
-        try:
-            proc = subprocess.run(["dpkg", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+        with tempfile.TemporaryDirectory(prefix=f"{pkg}.", suffix=".partial", dir=pkgs) as tmp:
+            tree = Path(tmp) / pkg
+            proc = subprocess.run(["dpkg", "-x", str(deb), str(tree)], capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SourceError(f"dpkg -x {deb.name} failed: {proc.stderr.strip()[:200]}")
             try:
-                tmp.rename(pkgs / pkg)
+                tree.rename(pkgs / pkg)
             except OSError:  # another build unpacked it meanwhile
                 if not (pkgs / pkg).is_dir():
                     raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fetched_deb(pkg: str, debs: Path) -> Path:
@@ -113,17 +111,13 @@ def _fetched_deb(pkg: str, debs: Path) -> Path:
         return found[-1]
     if shutil.which("apt-get") is None:
         raise SourceError("apt-get not found: rttag data build needs a Debian/Ubuntu system")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{pkg}.", suffix=".partial", dir=debs))
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"{pkg}.", suffix=".partial", dir=debs) as tmp:
         proc = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
-        got = sorted(tmp.glob(f"{pkg}_*.deb"))
+        got = sorted(Path(tmp).glob(f"{pkg}_*.deb"))
         if proc.returncode != 0 or not got:
             msg = (proc.stderr.strip().splitlines() or ["no .deb appeared"])[-1]
             raise SourceError(f"apt-get download {pkg} failed: {msg} (try 'apt-get update')")
-        got[-1].replace(debs / got[-1].name)  # atomic; a copy another build put there is the same file
-        return debs / got[-1].name
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return got[-1].replace(debs / got[-1].name)  # atomic; a copy another build put there is the same file
 
 
 def _rcc_member(rcc: bytes, member: str) -> bytes:
