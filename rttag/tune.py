@@ -5,12 +5,18 @@ The model runs once per validation file through the streaming pipeline (as ``rtt
 does) and its frame probabilities are kept; every setting tried afterwards only re-runs the
 smoother over them. Per class, a small grid in two stages:
 
-1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = 0.1 s,
-   ``min_off_s`` = 0.2 s);
+1. ``on_threshold`` × ``off_threshold / on_threshold`` (with ``min_on_s`` = ``--stage1-min-on``,
+   0.1 s by default, and ``min_off_s`` = 0.2 s);
 2. ``min_on_s`` × ``min_off_s`` at the class's best thresholds (but stage 1's own pair); with
    ``--durations-at both`` also at its best thresholds regardless of latency, where they differ:
-   stage 1's fixed ``min_on_s`` adds a wait that a shorter one can remove, bringing thresholds
+   stage 1's ``min_on_s`` adds a wait that a shorter one can remove, bringing thresholds
    within the budget that stage 1 found over it.
+
+Stage 1's wait decides which thresholds count as within the latency budget, and stage 2 tries
+durations only there. At 0.1 s it kept the crnn's speech and bird from the thresholds the
+shipped smoother uses (their 0.5 and 0.9 decide in 0.17 s at ``min_on_s`` 0 and 0.32 s and
+0.29 s at 0.1, over a 0.20 s budget); in diagnostic 43 a tune of 278 files judged at 0 scored
+0.184 instead of 0.147 on 279 others (docs/EVALUATION.md, diagnostics 42 and 43).
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
@@ -133,9 +139,14 @@ GRID_MIN_ON_S = (0.0, 0.05, 0.1, 0.2, 0.3)
 GRID_MIN_OFF_S = (0.0, 0.1, 0.2, 0.4, 0.8, 1.5, 2.5)
 """Durations (s). min_on_s delays every decision (`at`), so it stops at 0.3 s; min_off_s only
 delays offsets, so it reaches further."""
-STAGE2_DURATIONS = tuple(pair for pair in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S)
-                         if pair != (STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S))
-"""Stage 2's (min_on_s, min_off_s) pairs: the grid without stage 1's own pair, scored there already."""
+
+
+def stage2_durations(stage1_min_on_s: float) -> tuple[tuple[float, float], ...]:
+    """Stage 2's (min_on_s, min_off_s) pairs, s: the grid without stage 1's own pair, scored there already."""
+    return tuple(pair for pair in itertools.product(GRID_MIN_ON_S, GRID_MIN_OFF_S)
+                 if pair != (stage1_min_on_s, STAGE1_MIN_OFF_S))
+
+
 MAX_LATENCY_S = 0.25
 """Default decision-latency budget (s) per class: median ``at`` − reference onset."""
 MAX_HELD_ON = 0.02
@@ -219,6 +230,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="best: stage 2 scores durations at each class's best thresholds within its budget "
                         "(default); both: also at its best thresholds at any latency, where a shorter wait can "
                         "bring them within the budget")
+    parser.add_argument("--stage1-min-on", type=float, default=STAGE1_MIN_ON_S, metavar="S",
+                        help="min_on_s at which stage 1 scores the thresholds, s, one of "
+                        f"{', '.join(f'{v:g}' for v in GRID_MIN_ON_S)} (default {STAGE1_MIN_ON_S:g}); "
+                        "its wait decides which thresholds count as within --max-latency")
     parser.add_argument("--objective", default="class", choices=OBJECTIVES,
                         help="class: each class's best event F1 on its own (default); "
                         "micro: the settings that together give the best micro event F1")
@@ -363,6 +378,13 @@ def check_share(max_held_on: float) -> None:
         raise TuneError(f"--max-held-on {max_held_on:g}: a share of the files, from 0 to 1")
 
 
+def check_stage1_min_on(stage1_min_on_s: float) -> None:
+    """Refuses a ``--stage1-min-on`` that is not in stage 2's grid (:data:`GRID_MIN_ON_S`), whose
+    pair with ``STAGE1_MIN_OFF_S`` stage 2 leaves out as scored already."""
+    if stage1_min_on_s not in GRID_MIN_ON_S:
+        raise TuneError(f"--stage1-min-on {stage1_min_on_s:g}: not one of {', '.join(f'{v:g}' for v in GRID_MIN_ON_S)}")
+
+
 def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> Candidate:
     """The eligible candidate with the best event F1, then segment F1 (the first on ties);
     the best regardless of latency and recall when none is eligible."""
@@ -483,8 +505,9 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            max_latency_s: float = MAX_LATENCY_S, objective: str = "class",
            max_overall_latency_s: float | None = None, min_recall: float = MIN_RECALL,
            max_held_on: float = MAX_HELD_ON, over_budget: str = "best",
-           durations_at: str = "best") -> tuple[SmootherParams, dict, dict]:
-    """The grid search (see the module docstring). Returns the chosen parameters; per label,
+           durations_at: str = "best", stage1_min_on_s: float = STAGE1_MIN_ON_S) -> tuple[SmootherParams, dict, dict]:
+    """The grid search (see the module docstring); ``stage1_min_on_s`` (s, one of
+    :data:`GRID_MIN_ON_S`) is the wait at which stage 1 scores the thresholds. Returns the chosen parameters; per label,
     what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
     decision latency, ``within_budget`` (within ``max_latency_s``), ``budget_s`` (the class's
     budget: raised by ``over_budget`` "nearest" or "nearest-late"), ``n_ref``, ``files_held_on``, ``held_on_ok``: False when
@@ -503,6 +526,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     if durations_at not in DURATIONS_AT:
         raise TuneError(f"durations_at {durations_at!r}: not one of {', '.join(DURATIONS_AT)}")
     check_share(max_held_on)
+    check_stage1_min_on(stage1_min_on_s)
     max_held_files = max_held_on * len(split.paths)
 
     def scored(values_by_label: dict[str, tuple]) -> dict[str, Candidate]:
@@ -511,10 +535,12 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     t0 = time.perf_counter()
     stage1 = {label: [] for label in labels}
     for on, ratio in itertools.product(GRID_ON, GRID_OFF_RATIO):
-        for label, cand in scored({label: (on, round(on * ratio, 4), STAGE1_MIN_ON_S, STAGE1_MIN_OFF_S)
+        for label, cand in scored({label: (on, round(on * ratio, 4), stage1_min_on_s, STAGE1_MIN_OFF_S)
                                    for label in labels}).items():
             stage1[label].append(cand)
-    log.info("stage 1 (thresholds): %d settings, %.0f s", len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
+    log.info("stage 1 (thresholds, min_on_s %g): %d settings, %.0f s", stage1_min_on_s,
+             len(GRID_ON) * len(GRID_OFF_RATIO), time.perf_counter() - t0)
+    durations_grid = stage2_durations(stage1_min_on_s)
 
     def pool(label: str, cands: list[Candidate], guarded: set[str]) -> list[Candidate]:
         return not_held_on(cands, max_held_files) if label in guarded else cands
@@ -537,11 +563,11 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             return
         t0 = time.perf_counter()
         sub_split, sub_runs = restrict(split, runs, labels, todo)
-        for min_on, min_off in STAGE2_DURATIONS:
+        for min_on, min_off in durations_grid:
             for label, cand in _score(sub_split, sub_runs, todo, timing,
                                       {label: (*at[label], min_on, min_off) for label in todo}).items():
                 stage2[label].append(cand)
-        log.info("stage 2 (durations): %d settings, %s, %.0f s", len(STAGE2_DURATIONS),
+        log.info("stage 2 (durations): %d settings, %s, %.0f s", len(durations_grid),
                  ", ".join(todo), time.perf_counter() - t0)
 
     allowed: dict[str, list[Candidate]] = {}
@@ -657,6 +683,7 @@ def run(args) -> int:
     if args.split == "test":
         raise TuneError("tuning must not look at the test split; use --split validation")
     check_share(args.max_held_on)
+    check_stage1_min_on(args.stage1_min_on)
     src = model_file(args.model)
     dst = Path(args.output) if args.output else src
     model = OnnxModel(src, providers=args.providers, threads=args.threads)
@@ -671,7 +698,7 @@ def run(args) -> int:
                                      max_latency_s=args.max_latency, objective=args.objective,
                                      max_overall_latency_s=args.max_overall_latency, min_recall=args.min_recall,
                                      max_held_on=args.max_held_on, over_budget=args.over_budget,
-                                     durations_at=args.durations_at)
+                                     durations_at=args.durations_at, stage1_min_on_s=args.stage1_min_on)
     print(format_choice(info.labels, params, report))
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.4f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "

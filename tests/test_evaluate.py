@@ -20,8 +20,9 @@ from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_ON, Candidate, TuneError, _params, _score, backdate, choose, class_budget, class_choice,
-                        format_choice, joint_choice, latency_lists, micro_f1, offset_lags, onset_lags)
+from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
+                        choose, class_budget, class_choice, format_choice, joint_choice, latency_lists, micro_f1,
+                        offset_lags, onset_lags, stage2_durations)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -551,6 +552,23 @@ def test_tune_durations_at_both_finds_thresholds_a_shorter_wait_brings_within_th
         choose(split, runs, ["bird"], timing, fallback_params(1), durations_at="all")
 
 
+def test_tune_stage1_min_on_0_judges_the_thresholds_without_stage_1_s_wait():
+    """A 100 ms rise and a 0.15 s budget, stage 2 at the best thresholds within the budget only:
+    scored in stage 1 with min_on 0.1 s, only thresholds under the blips (0.55) decide within it
+    (event F1 0.6); scored with min_on 0, those over the blips do (event F1 1.0). Stage 2 then
+    also scores the pair (0.1 s, 0.2 s) that stage 1 no longer does."""
+    split, runs, timing = ramp_fixture(0.1)
+    tuned = {wait: choose(split, runs, ["bird"], timing, fallback_params(1), max_latency_s=0.15, stage1_min_on_s=wait)
+             for wait in (0.1, 0.0)}
+    late, quick = tuned[0.1][1]["bird"], tuned[0.0][1]["bird"]
+    assert tuned[0.1][0].on_threshold[0] < 0.55 and late["event_f1"] == pytest.approx(0.6) and late["within_budget"]
+    assert tuned[0.0][0].on_threshold[0] > 0.55 and quick["event_f1"] == pytest.approx(1.0) and quick["within_budget"]
+    assert (0.1, 0.2) in stage2_durations(0.0) and (0.0, 0.2) not in stage2_durations(0.0)
+    assert len(stage2_durations(0.0)) == len(stage2_durations(0.1)) == len(GRID_MIN_ON_S) * len(GRID_MIN_OFF_S) - 1
+    with pytest.raises(TuneError, match="--stage1-min-on 0.15: not one of 0, 0.05, 0.1, 0.2, 0.3"):
+        choose(split, runs, ["bird"], timing, fallback_params(1), stage1_min_on_s=0.15)
+
+
 def test_tune_nearest_late_tries_the_durations_of_thresholds_a_raise_moves_to():
     """A 500 ms rise: no setting of the best thresholds comes near a 0.1 s budget, so the raise
     takes a low threshold from stage 1 (min_on 0.1 s). Stage 2 at that threshold finds min_on 0,
@@ -783,6 +801,17 @@ def test_tune_over_budget_nearest_from_the_command_line(dataset, model_path):
     for label in ("music", "alarm"):
         assert "(budget raised to 0.05)" in rows[label], rows[label]
     assert model_path.read_bytes() == before
+
+
+def test_tune_stage1_min_on_from_the_command_line(dataset, model_path):
+    """--stage1-min-on 0 reaches stage 1 (its log line says the wait); a wait outside stage 2's
+    grid is one error line before the model runs."""
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run", "--stage1-min-on", "0")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "stage 1 (thresholds, min_on_s 0):" in proc.stderr.decode()
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--stage1-min-on", "0.15")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == ["rttag: error: --stage1-min-on 0.15: not one of 0, 0.05, 0.1, 0.2, 0.3"]
 
 
 def test_tune_refuses_the_test_split(dataset, model_path, tmp_path):
