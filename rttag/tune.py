@@ -16,7 +16,10 @@ Stage 1's wait decides which thresholds count as within the latency budget, and 
 durations only there. At 0.1 s it kept the crnn's speech and bird from the thresholds the
 shipped smoother uses (their 0.5 and 0.9 decide in 0.17 s at ``min_on_s`` 0 and 0.32 s and
 0.29 s at 0.1, over a 0.20 s budget); in diagnostic 43 a tune of 278 files judged at 0 scored
-0.184 instead of 0.147 on 279 others (docs/EVALUATION.md, diagnostics 42 and 43).
+0.184 instead of 0.147 on 279 others. On half B, where the 0.1 s wait had not cost speech and
+bird, the crnn's re-tune at 0 was steadier on test but lower in event F1 (0.140 against 0.147,
+round 44), and the frame MLP's scored 0.077 instead of 0.119 on validation, so the default stays
+0.1 s (docs/EVALUATION.md, diagnostics 42 and 43, round 44).
 
 For every setting the onset lag is measured per class — the median of (model-placed onset −
 reference onset) over matched events (:func:`rttag.evaluate.match_onsets`) placed at most
@@ -382,7 +385,8 @@ def check_stage1_min_on(stage1_min_on_s: float) -> None:
     """Refuses a ``--stage1-min-on`` that is not in stage 2's grid (:data:`GRID_MIN_ON_S`), whose
     pair with ``STAGE1_MIN_OFF_S`` stage 2 leaves out as scored already."""
     if stage1_min_on_s not in GRID_MIN_ON_S:
-        raise TuneError(f"--stage1-min-on {stage1_min_on_s:g}: not one of {', '.join(f'{v:g}' for v in GRID_MIN_ON_S)}")
+        raise TuneError(f"--stage1-min-on {stage1_min_on_s:g}: "
+                        f"not one of {', '.join(f'{v:g}' for v in GRID_MIN_ON_S)}")
 
 
 def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> Candidate:
@@ -505,10 +509,11 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            max_latency_s: float = MAX_LATENCY_S, objective: str = "class",
            max_overall_latency_s: float | None = None, min_recall: float = MIN_RECALL,
            max_held_on: float = MAX_HELD_ON, over_budget: str = "best",
-           durations_at: str = "best", stage1_min_on_s: float = STAGE1_MIN_ON_S) -> tuple[SmootherParams, dict, dict]:
+           durations_at: str = "best",
+           stage1_min_on_s: float = STAGE1_MIN_ON_S) -> tuple[SmootherParams, dict, dict]:
     """The grid search (see the module docstring); ``stage1_min_on_s`` (s, one of
-    :data:`GRID_MIN_ON_S`) is the wait at which stage 1 scores the thresholds. Returns the chosen parameters; per label,
-    what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
+    :data:`GRID_MIN_ON_S`) is the wait at which stage 1 scores the thresholds. Returns the
+    chosen parameters; per label, what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
     decision latency, ``within_budget`` (within ``max_latency_s``), ``budget_s`` (the class's
     budget: raised by ``over_budget`` "nearest" or "nearest-late"), ``n_ref``, ``files_held_on``, ``held_on_ok``: False when
     the chosen setting still holds it on through more than ``max_held_on`` of the files (every
