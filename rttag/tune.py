@@ -513,17 +513,18 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
            stage1_min_on_s: float = STAGE1_MIN_ON_S) -> tuple[SmootherParams, dict, dict]:
     """The grid search (see the module docstring); ``stage1_min_on_s`` (s, one of
     :data:`GRID_MIN_ON_S`) is the wait at which stage 1 scores the thresholds. Returns the
-    chosen parameters; per label, what the choice scored on ``split`` (``event_f1``, ``segment_f1``, ``latency_s``: median
-    decision latency, ``within_budget`` (within ``max_latency_s``), ``budget_s`` (the class's
-    budget: raised by ``over_budget`` "nearest" or "nearest-late"), ``n_ref``, ``files_held_on``, ``held_on_ok``: False when
-    the chosen setting still holds it on through more than ``max_held_on`` of the files (every
-    setting did), ``tuned``: False when
-    the class had no events and kept ``fallback``); and micro event F1 figures on ``split`` over the classes with
-    events: ``class_micro_f1`` (each class's own best, offsets not yet placed),
-    ``choice_micro_f1`` (the ``objective``'s choice, offsets not yet placed),
-    ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the final choice,
-    with dominance); and ``overall_latency_s``, the final choice's median decision latency over
-    all matched events together (``max_overall_latency_s``: see :func:`hold_back`)."""
+    chosen parameters; per label, what the choice scored on ``split`` (``event_f1``,
+    ``segment_f1``, ``latency_s``: median decision latency, ``within_budget`` (within
+    ``max_latency_s``), ``budget_s`` (the class's budget: raised by ``over_budget`` "nearest"
+    or "nearest-late"), ``n_ref``, ``files_held_on``, ``held_on_ok``: False when the chosen
+    setting still holds it on through more than ``max_held_on`` of the files (every setting
+    did), ``tuned``: False when the class had no events and kept ``fallback``); and micro event
+    F1 figures on ``split`` over the classes with events: ``class_micro_f1`` (each class's own
+    best, offsets not yet placed), ``choice_micro_f1`` (the ``objective``'s choice, offsets not
+    yet placed), ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the
+    final choice, with dominance); and ``overall_latency_s``, the final choice's median
+    decision latency over all matched events together (``max_overall_latency_s``: see
+    :func:`hold_back`)."""
     if objective not in OBJECTIVES:
         raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
     if over_budget not in OVER_BUDGET:
