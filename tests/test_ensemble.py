@@ -122,3 +122,39 @@ def test_model_card_lists_the_members(tmp_path):
     assert "rttag train --seed 0" in text and "rttag train --seed 1" in text
     assert card.main([str(tmp_path / "m0.pt")]) == 0  # a single model's card has no members section
     assert "## Members" not in (tmp_path / "m0.md").read_text()
+
+
+def test_half_storage_rounds_the_large_weights_and_the_export_stays_exact(tmp_path):
+    hparams = {"channels": [4, 4, 8], "hidden": 32}  # GRU weights of 96 × 32: large enough to be halved
+    for i in range(2):
+        member(tmp_path / f"m{i}.pt", seed=i, hparams=hparams)
+    specs = [str(tmp_path / f"m{i}.pt") for i in range(2)]
+    assert ensemble.main(specs + ["-o", str(tmp_path / "full.pt")]) == 0
+    assert ensemble.main(specs + ["-o", str(tmp_path / "half.pt"), "--half"]) == 0
+    full = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
+    half = torch.load(tmp_path / "half.pt", weights_only=True)["state_dict"]
+    halved = [k for k, v in half.items() if v.dtype == torch.float16]
+    assert halved and all(full[k].numel() >= export.HALF_MIN_ELEMENTS for k in halved)
+    for k, v in half.items():  # halved: the float16 rounding of the weight; the rest (BatchNorm statistics, biases) as they were
+        assert torch.equal(v.float(), full[k].half().float()) if k in halved else torch.equal(v, full[k])
+
+    model, config = export.load_checkpoint(tmp_path / "half.pt")
+    assert config["weights"] == "float16" and all(p.dtype == torch.float32 for p in model.parameters())
+    export.export_onnx(model, config, tmp_path / "half.onnx")
+    export.export_onnx(*export.load_checkpoint(tmp_path / "full.pt"), tmp_path / "full.onnx")
+    proto = onnx.load(str(tmp_path / "half.onnx"))
+    f16 = [i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert f16 and sorted(f16) == sorted(n.input[0] for n in proto.graph.node if n.op_type == "Cast" and n.input[0] in f16)
+    assert (tmp_path / "half.onnx").stat().st_size < (tmp_path / "full.onnx").stat().st_size
+
+    feats = np.random.default_rng(2).normal(-5, 2, (60, 64)).astype(np.float32)
+    assert export.parity(model, tmp_path / "half.onnx", feats) < 1e-5  # the ONNX is the rounded model, exactly
+    half_m, full_m = (OnnxModel(tmp_path / f"{k}.onnx", providers="cpu") for k in ("half", "full"))  # contract checks
+    p_half, p_full = (m.step(feats[None], m.zero_state(1))[0] for m in (half_m, full_m))
+    assert 0 < np.abs(p_half - p_full).max() < 1e-2  # rounded, and only slightly
+
+    from rttag.train import card
+    for k in ("half", "full"):
+        assert card.main([str(tmp_path / f"{k}.pt")]) == 0
+    assert "stored as float16" in (tmp_path / "half.md").read_text()
+    assert "float16" not in (tmp_path / "full.md").read_text()

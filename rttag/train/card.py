@@ -66,7 +66,9 @@ def render(config: dict, onnx_meta: dict | None, onnx_bytes: int | None, pt_byte
     lines = [f"# {name} — rttag model card", "", DESCRIPTION.get(config["arch"], config["arch"]), "",
              "| | |", "|---|---|",
              f"| arch / version | `{config['arch']}` / {config.get('version', '1')} |",
-             f"| parameters | {config['params']:,} |",
+             f"| parameters | {config['params']:,}"
+             + (" (the large weight tensors stored as float16, computed in float32)" if config.get("weights") == "float16" else "")
+             + " |",
              f"| files | `models/{name}.onnx` ({onnx_bytes / 1e6:.2f} MB), `models/{name}.pt` ({pt_bytes / 1e6:.2f} MB) |"
              if onnx_bytes else f"| files | `models/{name}.pt` ({pt_bytes / 1e6:.2f} MB) |",
              "| input | `feats` float32 [B, T, 64] log-mel (16 kHz, n_fft 512, hop 160, 50–8000 Hz) |",

@@ -9,7 +9,10 @@ members of a shipped one without their separate files.
 ``rttag export`` turns it into one stateful ONNX graph like any other checkpoint. The members
 must share arch, hyper-parameters, labels and frontend. The config keeps each member's file
 name, SHA-256 and training record (for the model card); the smoother block is the first
-member's until ``rttag tune`` chooses one for the ensemble.
+member's until ``rttag tune`` chooses one for the ensemble. With ``--half`` the large weight
+tensors are stored as float16 (``rttag.train.export.halve_state_dict``; the config says
+``"weights": "float16"`` and ``rttag export`` stores the ONNX initializers the same way), which
+fits twice the members in the same file size.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import RttagError
-from .export import load_checkpoint, save_checkpoint
+from .export import halve_state_dict, load_checkpoint, save_checkpoint
 from .models import ENSEMBLE, build, n_params
 
 log = logging.getLogger(__name__)
@@ -78,10 +81,11 @@ def members_of(path: Path, model: torch.nn.Module, config: dict,
     return [members[i] for i in picks]
 
 
-def combine(specs: list[str | Path], name: str, version: str) -> dict:
+def combine(specs: list[str | Path], name: str, version: str, half: bool = False) -> dict:
     """The ensemble checkpoint ``{"state_dict", "config"}`` of the checkpoints ``specs`` (paths, or
     ``path@i,j`` for some members of an ensemble, :func:`split_spec`); an ensemble among them
-    contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``)."""
+    contributes its members (so ``ens.pt new.pt`` adds a member to ``ens.pt``). ``half``: the
+    large weights stored as float16, the config's ``"weights"`` says so."""
     loaded = [(path, *m) for path, picks in map(split_spec, map(str, specs)) for m in members(path, picks)]
     if len(loaded) < 2:
         raise RttagError("an ensemble needs at least 2 member models")
@@ -98,6 +102,9 @@ def combine(specs: list[str | Path], name: str, version: str) -> dict:
     config = {"arch": ENSEMBLE, "hparams": hparams, "name": name, "version": version, "labels": first["labels"],
               "frontend": first["frontend"], "smoother": first.get("smoother", {}), "params": n_params(model),
               "members": [record for *_, record in loaded]}
+    if half:
+        config["weights"] = "float16"
+        return {"state_dict": halve_state_dict(model.state_dict()), "config": config}
     return {"state_dict": model.state_dict(), "config": config}
 
 
@@ -109,16 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="ensemble checkpoint to write (.pt)")
     parser.add_argument("--name", default="crnn", help="model name in the metadata (default: crnn)")
     parser.add_argument("--version", default="1")
+    parser.add_argument("--half", action="store_true",
+                        help="store the large weight tensors as float16 (half the file size; the ONNX export "
+                        "does the same)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        ckpt = combine(args.members, args.name, args.version)
+        ckpt = combine(args.members, args.name, args.version, args.half)
         out = save_checkpoint(ckpt, args.output)
     except RttagError as exc:
         print(f"rttag: error: {exc}", file=sys.stderr)
         return 2
     hparams = ckpt["config"]["hparams"]
-    log.info("wrote %s: %d × %s, %d parameters", out, hparams["members"], hparams["arch"], ckpt["config"]["params"])
+    log.info("wrote %s: %d × %s, %d parameters%s (%.2f MB)", out, hparams["members"], hparams["arch"],
+             ckpt["config"]["params"], ", large weights float16" if args.half else "", out.stat().st_size / 1e6)
     return 0
 
 

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 PARITY_TOL = 1e-4
 """Largest allowed |p_onnx_streaming − p_torch_full| on probabilities."""
+HALF_MIN_ELEMENTS = 1024
+"""Weight tensors with at least this many elements are stored as float16 in a checkpoint whose
+config says ``"weights": "float16"`` (:func:`halve_state_dict`) and in its ONNX export
+(:func:`halve_initializers`); smaller ones (biases, BatchNorm statistics) stay float32: they
+are a negligible share of the file, and BatchNorm variances can lie below float16's normal range."""
 DEMO_WAV = Path(__file__).resolve().parent.parent / "assets" / "demo.wav"
 DEFAULT_SMOOTHER = {"on_threshold": 0.5, "off_threshold": 0.35, "min_on_s": 0.1, "min_off_s": 0.2, "onset_lag_s": 0.0,
                     "offset_lag_s": 0.0, "offset_excess_db": 0.0, "dominance": 0.0}
@@ -83,6 +88,44 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
     return out
 
 
+def halve_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` with its float32 tensors of ≥ ``HALF_MIN_ELEMENTS`` elements as float16
+    (half the bytes; rounding error ≤ 2⁻¹¹ relative). :func:`load_checkpoint` reads such a
+    checkpoint unchanged: ``load_state_dict`` copies the values into the model's float32
+    parameters, so the model computes in float32 with the rounded weights."""
+    return {k: v.half() if v.dtype == torch.float32 and v.numel() >= HALF_MIN_ELEMENTS else v
+            for k, v in state_dict.items()}
+
+
+def halve_initializers(proto) -> int:
+    """Store ``proto``'s float32 initializers of ≥ ``HALF_MIN_ELEMENTS`` elements whose values
+    are all float16 numbers as float16, each followed by a ``Cast`` to float32 under its old name,
+    so every node reads the same float32 tensor as before and the export stays exactly the
+    PyTorch model (onnxruntime folds the casts once when it loads the session: the per-frame cost
+    does not change). Those are a float16 checkpoint's weights that the exporter moved but did not
+    recompute (GRU and linear weights); a convolution's weights with its BatchNorm folded in are
+    new float32 numbers and stay float32. Returns the number of initializers stored as float16."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph, casts, kept = proto.graph, [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if (init.data_type != TensorProto.FLOAT or values.size < HALF_MIN_ELEMENTS
+                or not np.array_equal(half.astype(np.float32), values)):
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, init.name + "_f16"))
+        casts.append(helper.make_node("Cast", [init.name + "_f16"], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "_cast"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(casts)
+
+
 def metadata(model: nn.Module, config: dict) -> dict:
     """The ``rttag`` metadata object of docs/ARCHITECTURE.md for a model and its config."""
     labels = list(config.get("labels", LABELS))
@@ -96,7 +139,9 @@ def metadata(model: nn.Module, config: dict) -> dict:
 
 
 def export_onnx(model: nn.Module, config: dict, output: str | Path) -> dict:
-    """Write ``model`` (eval mode) as ONNX with dynamic batch/time and its metadata; returns the metadata."""
+    """Write ``model`` (eval mode) as ONNX with dynamic batch/time and its metadata; returns the
+    metadata. A config with ``"weights": "float16"`` gets its large weights stored as float16
+    (:func:`halve_initializers`)."""
     import onnx
 
     meta = metadata(model, config)
@@ -115,6 +160,8 @@ def export_onnx(model: nn.Module, config: dict, output: str | Path) -> dict:
                           output_names=["probs", *(n + "_out" for n in names)], dynamic_axes=dynamic,
                           opset_version=17, dynamo=False)
     proto = onnx.load(str(output))
+    if config.get("weights") == "float16":
+        halve_initializers(proto)
     del proto.metadata_props[:]
     proto.metadata_props.add(key="rttag", value=json.dumps(meta))
     proto.doc_string = f"rttag {meta['name']} v{meta['version']} ({meta['arch']}, {meta['params']} parameters)"
