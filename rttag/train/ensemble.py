@@ -11,8 +11,9 @@ must share arch, hyper-parameters, labels and frontend. The config keeps each me
 name, SHA-256 and training record (for the model card); the smoother block is the first
 member's until ``rttag tune`` chooses one for the ensemble. With ``--half`` the large weight
 tensors are stored as float16 (``rttag.train.export.halve_state_dict``; the config says
-``"weights": "float16"`` and ``rttag export`` stores the ONNX initializers the same way), which
-fits twice the members in the same file size.
+``"weights": "float16"`` and ``rttag export`` stores the ONNX initializers the same way, but
+for the convolutions' weights, into which the exporter folds BatchNorm): the shipped six
+members take 2.69 MB of ONNX instead of 4.58.
 """
 
 from __future__ import annotations

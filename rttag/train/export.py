@@ -97,14 +97,14 @@ def halve_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             for k, v in state_dict.items()}
 
 
-def halve_initializers(proto) -> int:
+def halve_initializers(proto) -> None:
     """Store ``proto``'s float32 initializers of ≥ ``HALF_MIN_ELEMENTS`` elements whose values
     are all float16 numbers as float16, each followed by a ``Cast`` to float32 under its old name,
     so every node reads the same float32 tensor as before and the export stays exactly the
-    PyTorch model (onnxruntime folds the casts once when it loads the session: the per-frame cost
-    does not change). Those are a float16 checkpoint's weights that the exporter moved but did not
+    PyTorch model (onnxruntime's constant folding runs the casts once, when it loads the
+    session, not per frame). Those are a float16 checkpoint's weights that the exporter moved but did not
     recompute (GRU and linear weights); a convolution's weights with its BatchNorm folded in are
-    new float32 numbers and stay float32. Returns the number of initializers stored as float16."""
+    new float32 numbers and stay float32."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph, casts, kept = proto.graph, [], []
@@ -123,7 +123,6 @@ def halve_initializers(proto) -> int:
     nodes = casts + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
-    return len(casts)
 
 
 def metadata(model: nn.Module, config: dict) -> dict:
