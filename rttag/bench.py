@@ -175,13 +175,17 @@ def run(args: argparse.Namespace) -> int:
             raise RttagError(f"bench: {name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
         results.append({"name": name, **json.loads(proc.stdout)})
     base = results[0]
-    header = f"{'model':<14}{'params':>9}{'KB':>8}{'load ms':>9}{'call µs':>9}{'p99 µs':>9}{'16×fps':>9}" \
-             f"{'cpu ms/s':>10}{'× ' + base['name']:>14}{'rtf':>8}{'RSS MB':>8}"
+    # the name and ratio columns widen to fit paths such as runs/x/model.onnx
+    name_w = max(14, max(len(r["name"]) for r in results) + 2)
+    ratio_label = "× " + base["name"]
+    ratio_w = max(14, len(ratio_label) + 2)
+    header = f"{'model':<{name_w}}{'params':>9}{'KB':>8}{'load ms':>9}{'call µs':>9}{'p99 µs':>9}{'16×fps':>9}" \
+             f"{'cpu ms/s':>10}{ratio_label:>{ratio_w}}{'rtf':>8}{'RSS MB':>8}"
     print(header)
     for r in results:
         ratio = r["cpu_ms_per_s"]["pipeline"] / base["cpu_ms_per_s"]["pipeline"]
-        print(f"{r['name']:<14}{r['params']:>9}{r['file_kb']:>8}{r['load_ms']:>9}{r['call_us_median']:>9}"
-              f"{r['call_us_p99']:>9}{r['batch16_fps']:>9}{r['cpu_ms_per_s']['pipeline']:>10}{ratio:>14.2f}"
+        print(f"{r['name']:<{name_w}}{r['params']:>9}{r['file_kb']:>8}{r['load_ms']:>9}{r['call_us_median']:>9}"
+              f"{r['call_us_p99']:>9}{r['batch16_fps']:>9}{r['cpu_ms_per_s']['pipeline']:>10}{ratio:>{ratio_w}.2f}"
               f"{r['rtf']:>8}{r['peak_rss_mb']:>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
