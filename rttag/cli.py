@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="dataset commands")
     dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     for name, module, help_ in (("build", "rttag.dataset.build", "fetch sources and mix the dataset"),
-                                ("demo", "rttag.dataset.demo", "make the bundled demo clip")):
+                                ("demo", "rttag.dataset.demo", "make the bundled demo clip"),
+                                ("degrade", "rttag.dataset.degrade",
+                                 "copy a split with every file heard through a fixed room or microphone condition")):
         d = dsub.add_parser(name, help=help_, add_help=False)
         d.set_defaults(module=module, deferred=True)
     return parser
