@@ -47,3 +47,16 @@ def test_augment_chain_keeps_shapes_and_targets_with_freq_mixstyle():
     assert xa.shape == x.shape and torch.isfinite(xa).all()
     assert ya.shape == y.shape and set(ya.unique().tolist()) <= {0.0, 1.0}
     assert torch.all(ya >= y)  # mixing unites labels, never removes one
+
+
+def test_reverb_tail_energy_follows_the_asked_range():
+    """One loud frame in silence: the tail after it holds the asked share of its energy."""
+    p = torch.zeros(8, 200, 4)
+    p[:, 10] = 1.0
+    torch.manual_seed(0)
+    for level_db in ((0.0, 0.0), (-12.0, -12.0), (3.0, 3.0)):
+        out = augment.reverb(p, p_apply=1.0, level_db=level_db)
+        tail = out[:, 11:].sum(1)  # [B, F]: the energy after the frame
+        assert torch.allclose(out[:, 10], p[:, 10])  # the direct frame is kept
+        assert torch.allclose(tail, torch.full_like(tail, 10 ** (level_db[0] / 10)), rtol=1e-4)
+    assert torch.equal(augment.reverb(p, p_apply=0.0, level_db=(3.0, 3.0)), p)

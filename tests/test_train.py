@@ -134,7 +134,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     third = tmp_path / "stage3.pt"
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
                      "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
-                     "--steady-weight", "5", "--steady-grace", "0.05",
+                     "--steady-weight", "5", "--steady-grace", "0.05", "--reverb-p", "0.5", "--reverb-db=-9,3",
                      *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
@@ -145,6 +145,8 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c3["train"]["confusion_weight"] == 2.0 and c2["train"]["confusion_weight"] == 0.0
     assert c3["train"]["steady_weight"] == 5.0 and c2["train"]["steady_weight"] == 0.0
     assert c3["train"]["steady_grace_s"] == 0.05 and c2["train"]["steady_grace_s"] == 0.0
+    assert c3["train"]["reverb_p"] == 0.5 and c3["train"]["reverb_db"] == [-9.0, 3.0]
+    assert c2["train"]["reverb_p"] == 0.3 and c2["train"]["reverb_db"] == [-12.0, -3.0]
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),
@@ -198,3 +200,15 @@ def test_tail_frames_follow_each_event_where_its_class_is_inactive():
     assert np.array_equal(tails[:, 1] == 1, expect1)  # class 1's tail overlaps class 0's event: still a tail
     assert not tails[:, 2].any() and not (tails & labels).any()
     assert np.array_equal(onsets[:, 1] == 1, (centre >= 0.9) & (centre < 1.1))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--reverb-db=3,-9"], "--reverb-db 3,-9: LOW is above HIGH"),
+    (["--reverb-db", "loud"], "--reverb-db loud: expected LOW,HIGH in dB, such as -12,-3"),
+    (["--reverb-p", "1.5"], "--reverb-p 1.5: a share, in [0, 1]"),
+])
+def test_bad_reverb_settings_are_one_error_line(dataset, tmp_path, flags, message):
+    proc = run_rttag("train", "--arch", "frame-mlp", "--data", str(dataset), "-o", str(tmp_path / "x.pt"), *flags,
+                     env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == [f"rttag: error: {message}"]

@@ -70,6 +70,17 @@ unmapping it and page-faulting it back (the batch activations are tens of MB eac
 page faults)."""
 
 
+def reverb_db_range(text: str) -> tuple[float, float]:
+    """``--reverb-db``'s ``LOW,HIGH`` (dB) → (low, high)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise RttagError(f"--reverb-db {text}: expected LOW,HIGH in dB, such as -12,-3") from None
+    if low > high:
+        raise RttagError(f"--reverb-db {text}: LOW is above HIGH")
+    return low, high
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Train an rttag model on a dataset built by 'rttag data build'."
     parser.add_argument("--arch", required=True, choices=sorted(ARCHS))
@@ -102,6 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freq-mixstyle", type=float, default=0.0, metavar="P",
                         help="share of training streams given Freq-MixStyle (per-mel-bin statistics blended with "
                         "another stream's; rttag.train.augment.freq_mixstyle); 0 = off (default)")
+    parser.add_argument("--reverb-p", type=float, default=0.3, metavar="P",
+                        help="share of training streams given reverberation (default 0.3)")
+    parser.add_argument("--reverb-db", default=",".join(f"{v:g}" for v in augment.REVERB_DB), metavar="LOW,HIGH",
+                        help="range of the reverberant tail's energy relative to the direct sound, dB "
+                        "(default -12,-3; 0 is a microphone a metre or two from the source; write --reverb-db=-9,3, "
+                        "since the value starts with a minus)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -278,6 +295,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
+            "reverb_p": args.reverb_p, "reverb_db": list(reverb_db_range(args.reverb_db)),
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
@@ -310,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--ema {args.ema}: the decay must be in [0, 1)")
     if args.steady_grace < 0:
         raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
+    if not 0.0 <= args.reverb_p <= 1.0:
+        raise RttagError(f"--reverb-p {args.reverb_p}: a share, in [0, 1]")
+    reverb_db = reverb_db_range(args.reverb_db)
     minutes = args.minutes or DEFAULT_MINUTES[args.arch]
     output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -374,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
             i = torch.from_numpy(idx[:, s:s + args.chunk])
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
-                x, y = augment.augment(x, y, args.freq_mixstyle)
+                x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, reverb_db)
             weight = loss_weight(y, o, tails[i].float().to(device), args.onset_weight, args.offset_weight,
                                  args.confusion_weight)
             logits, *state = model(x, *state)
