@@ -103,10 +103,11 @@ def combine(specs: list[str | Path], name: str, version: str, half: bool = False
     config = {"arch": ENSEMBLE, "hparams": hparams, "name": name, "version": version, "labels": first["labels"],
               "frontend": first["frontend"], "smoother": first.get("smoother", {}), "params": n_params(model),
               "members": [record for *_, record in loaded]}
+    state = model.state_dict()
     if half:
         config["weights"] = "float16"
-        return {"state_dict": halve_state_dict(model.state_dict()), "config": config}
-    return {"state_dict": model.state_dict(), "config": config}
+        state = halve_state_dict(state)
+    return {"state_dict": state, "config": config}
 
 
 def main(argv: list[str] | None = None) -> int:

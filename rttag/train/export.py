@@ -109,10 +109,9 @@ def halve_initializers(proto) -> None:
 
     graph, casts, kept = proto.graph, [], []
     for init in graph.initializer:
-        values = numpy_helper.to_array(init)
-        half = values.astype(np.float16)
-        if (init.data_type != TensorProto.FLOAT or values.size < HALF_MIN_ELEMENTS
-                or not np.array_equal(half.astype(np.float32), values)):
+        values = numpy_helper.to_array(init) if init.data_type == TensorProto.FLOAT else None
+        half = values.astype(np.float16) if values is not None and values.size >= HALF_MIN_ELEMENTS else None
+        if half is None or not np.array_equal(half.astype(np.float32), values):
             kept.append(init)
             continue
         kept.append(numpy_helper.from_array(half, init.name + "_f16"))

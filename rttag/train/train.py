@@ -295,7 +295,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
-            "reverb_p": args.reverb_p, "reverb_db": list(reverb_db_range(args.reverb_db)),
+            "reverb_p": args.reverb_p, "reverb_db": list(args.reverb_db),
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
     if not 0.0 <= args.reverb_p <= 1.0:
         raise RttagError(f"--reverb-p {args.reverb_p}: a share, in [0, 1]")
-    reverb_db = reverb_db_range(args.reverb_db)
+    args.reverb_db = reverb_db_range(args.reverb_db)  # (low, high) dB from here on, for the loop and the record
     minutes = args.minutes or DEFAULT_MINUTES[args.arch]
     output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
             i = torch.from_numpy(idx[:, s:s + args.chunk])
             x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
             if not args.no_augment:
-                x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, reverb_db)
+                x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, args.reverb_db)
             weight = loss_weight(y, o, tails[i].float().to(device), args.onset_weight, args.offset_weight,
                                  args.confusion_weight)
             logits, *state = model(x, *state)
