@@ -65,6 +65,19 @@ def test_members_must_match(tmp_path):
         ensemble.combine([tmp_path / "b.pt", tmp_path / "a.pt", tmp_path / "a.pt"], "crnn", "1")
 
 
+def test_members_must_share_the_target_delay(tmp_path):
+    member(tmp_path / "a.pt", seed=0)
+    member(tmp_path / "b.pt", seed=1)
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=True)
+    ckpt["config"]["train"]["target_delay_s"] = 0.1
+    torch.save(ckpt, tmp_path / "b.pt")
+    with pytest.raises(RttagError, match=r"different --target-delay values \(0.0, 0.1 s\)"):
+        ensemble.combine([tmp_path / "a.pt", tmp_path / "b.pt"], "crnn", "1")
+    ckpt["config"]["train"]["target_delay_s"] = 0.0  # recorded as 0 and not recorded at all are the same
+    torch.save(ckpt, tmp_path / "b.pt")
+    assert ensemble.combine([tmp_path / "a.pt", tmp_path / "b.pt"], "crnn", "1")["config"]["hparams"]["members"] == 2
+
+
 def test_an_ensemble_given_as_input_adds_its_members(tmp_path):
     models = [member(tmp_path / f"m{i}.pt", seed=i) for i in range(3)]
     torch.save(ensemble.combine([tmp_path / "m0.pt", tmp_path / "m1.pt"], "crnn", "1"), tmp_path / "e.pt")

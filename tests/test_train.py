@@ -135,7 +135,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
                      "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
                      "--steady-weight", "5", "--steady-grace", "0.05", "--reverb-p", "0.5", "--reverb-db=-9,3",
-                     *common, env=env, timeout=300)
+                     "--target-delay", "0.05", *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
     assert c3["best_epoch"] == 5 and [h["epoch"] for h in c3["history"]] == [1, 2, 3, 4, 5]
@@ -147,6 +147,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c3["train"]["steady_grace_s"] == 0.05 and c2["train"]["steady_grace_s"] == 0.0
     assert c3["train"]["reverb_p"] == 0.5 and c3["train"]["reverb_db"] == [-9.0, 3.0]
     assert c2["train"]["reverb_p"] == 0.3 and c2["train"]["reverb_db"] == [-12.0, -3.0]
+    assert c3["train"]["target_delay_s"] == 0.05 and c2["train"]["target_delay_s"] == 0.0
 
     onnx_path = tmp_path / "stage2.onnx"
     proc = run_rttag("export", str(second), "-o", str(onnx_path), "--audio", str(dataset / "audio" / "test" / "bursts7.wav"),
@@ -206,9 +207,35 @@ def test_tail_frames_follow_each_event_where_its_class_is_inactive():
     (["--reverb-db=3,-9"], "--reverb-db 3,-9: LOW is above HIGH"),
     (["--reverb-db", "loud"], "--reverb-db loud: expected LOW,HIGH in dB, such as -12,-3"),
     (["--reverb-p", "1.5"], "--reverb-p 1.5: a share, in [0, 1]"),
+    (["--target-delay", "-0.1"], "--target-delay -0.1: seconds, not negative"),
+    (["--target-delay", "5"], "--target-delay 5.0: 500 frames, not less than --chunk 500"),
 ])
-def test_bad_reverb_settings_are_one_error_line(dataset, tmp_path, flags, message):
+def test_bad_reverb_or_delay_settings_are_one_error_line(dataset, tmp_path, flags, message):
     proc = run_rttag("train", "--arch", "frame-mlp", "--data", str(dataset), "-o", str(tmp_path / "x.pt"), *flags,
                      env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and err == [f"rttag: error: {message}"]
+
+
+def test_delayed_pairs_each_probability_with_the_label_frames_earlier_in_its_file():
+    from rttag.train.train import delayed
+
+    probs = np.arange(10, dtype=float).reshape(-1, 1)  # frame numbers: file 0 is frames 0-5, file 1 frames 6-9
+    labels = -probs
+    p, y, offsets = delayed(probs, labels, np.array([0, 6, 10]), 2)
+    assert p[:, 0].tolist() == [2, 3, 4, 5, 8, 9] and y[:, 0].tolist() == [-0, -1, -2, -3, -6, -7]
+    assert offsets.tolist() == [0, 4, 6]
+    same = delayed(probs, labels, np.array([0, 6, 10]), 0)
+    assert same[0] is probs and same[1] is labels and same[2].tolist() == [0, 6, 10]
+
+
+def test_label_frames_reach_back_by_the_delay_across_chunks():
+    from rttag.train.train import label_frames
+
+    idx = np.arange(20).reshape(2, 10) + 100  # two streams of frame indices
+    j, lead = label_frames(idx, 0, 5, 2)  # first chunk: no labels before the stream starts
+    assert lead == 2 and j.tolist() == [[100, 101, 102], [110, 111, 112]]
+    j, lead = label_frames(idx, 5, 5, 2)  # the next chunk reaches back into the first
+    assert lead == 0 and j.tolist() == [[103, 104, 105, 106, 107], [113, 114, 115, 116, 117]]
+    j, lead = label_frames(idx, 5, 5, 0)
+    assert lead == 0 and j.tolist() == [[105, 106, 107, 108, 109], [115, 116, 117, 118, 119]]

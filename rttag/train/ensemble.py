@@ -96,6 +96,11 @@ def combine(specs: list[str | Path], name: str, version: str, half: bool = False
             if config.get(key) != first.get(key):
                 raise RttagError(f"{path} differs from {first_path} in {key!r}; ensemble members must share "
                                  f"{', '.join(SHARED)}")
+    delays = {float((record.get("train") or {}).get("target_delay_s", 0.0)) for *_, record in loaded}
+    if len(delays) > 1:  # the mean of probabilities that refer to different frames places no event well
+        listed = ", ".join(map(str, sorted(delays)))
+        raise RttagError(f"the members were trained with different --target-delay values ({listed} s); "
+                         "ensemble members must share it")
     hparams = {"arch": first["arch"], "members": len(loaded), "hparams": first["hparams"]}
     model = build(ENSEMBLE, hparams)
     for member, (_, trained, _, _) in zip(model.members, loaded):

@@ -17,6 +17,13 @@ classes' sounds), and optionally a steadiness term (``--steady-weight``, 0 by de
 absolute frame-to-frame change of each class's probability where its label does not change, so
 the output holds still inside events and inside silences and moves only at their edges
 (``--steady-grace S``: the S seconds after each edge are free of it too, for the model's rise).
+With ``--target-delay S`` the model is trained to say at frame n which classes were active at
+frame n − S (S seconds earlier): it hears S seconds of an event before it must name it. The
+runtime needs nothing for it: ``rttag tune`` measures each class's onset and offset lag (the
+delay included) and the smoother back-dates ``t`` by them, while ``at`` stays the decision time,
+so the delay is paid in decision latency, which the tuner holds to its budget. Raw thresholding
+(``--no-smoother``) does not back-date. Validation, the end-of-training smoother block and the
+test metrics pair each probability with the label S earlier in the same file.
 Augmentation (rttag.train.augment): gain, EQ, low-pass, reverberation, background noise, mixing,
 SpecAugment masks, and with ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
@@ -107,6 +114,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steady-grace", type=float, default=0.0, metavar="SECONDS",
                         help="frames within this many seconds after a change of a class's label are free of the "
                         "steadiness term (the model's rise and fall; 0 = only the change itself, the default)")
+    parser.add_argument("--target-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="train the output at frame n on the labels of frame n - SECONDS (it hears that much "
+                        "of an event before naming it; rttag tune's onset and offset lags take the delay up); "
+                        "0 = the labels of frame n (default)")
     parser.add_argument("--keep", choices=("best", "last"), default="best",
                         help="checkpoint to write: the epoch with the best validation score (default), or the "
                         "last epoch's weights whatever their score (for choosing later by event F1 with 'rttag tune')")
@@ -141,6 +152,16 @@ def train_streams(data: SplitData, batch: int, rng: np.random.Generator) -> np.n
         lengths[s] += b - a
     n = int(lengths.min())
     return np.stack([np.concatenate(s)[:n] for s in streams])
+
+
+def label_frames(idx: np.ndarray, start: int, chunk: int, delay: int) -> tuple[torch.Tensor, int]:
+    """The frames whose labels train the outputs of the chunk ``idx[:, start:start + chunk]``
+    (``idx`` ``[B, L]`` frame indices, :func:`train_streams`) with ``delay`` frames of target
+    delay: ``(frames [B, chunk - lead], lead)``, where the chunk's first ``lead`` outputs have no
+    label (an epoch's streams are new at ``start`` 0, so nothing precedes them) and are left out
+    of the loss."""
+    lead = max(delay - start, 0)
+    return torch.from_numpy(idx[:, start - delay + lead:start - delay + chunk]), lead
 
 
 def file_offsets(data: SplitData) -> np.ndarray:
@@ -179,10 +200,25 @@ def full_hparams(arch: str, given: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
 
 
-def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device) -> float:
-    """Mean of validation frame mAP and macro frame-F1 (per-class best thresholds): the early-stopping score."""
-    probs = predict(model, val, device)
-    m = metrics.frame_metrics(probs, val.labels, metrics.best_thresholds(probs, val.labels))
+def delayed(probs: np.ndarray, labels: np.ndarray, offsets: np.ndarray, delay: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs each frame's probability with the label ``delay`` frames earlier in the same file:
+    ``probs`` ``[N, C]``, ``labels`` ``[N, C]``, file ``offsets`` ``[n_files + 1]`` → the same
+    three without each file's first ``delay`` probabilities and last ``delay`` labels (a model
+    trained with ``--target-delay``). ``delay`` 0 returns them unchanged."""
+    if delay == 0:
+        return probs, labels, offsets
+    lengths = np.maximum(np.diff(offsets) - delay, 0)
+    p = np.concatenate([probs[a + delay:a + delay + n] for a, n in zip(offsets[:-1], lengths)])
+    y = np.concatenate([labels[a:a + n] for a, n in zip(offsets[:-1], lengths)])
+    return p, y, np.concatenate([[0], np.cumsum(lengths)])
+
+
+def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device, delay: int = 0) -> float:
+    """Mean of validation frame mAP and macro frame-F1 (per-class best thresholds): the
+    early-stopping score; ``delay``: frames, as :func:`delayed`."""
+    probs, labels, _ = delayed(predict(model, val, device), val.labels, file_offsets(val), delay)
+    m = metrics.frame_metrics(probs, labels, metrics.best_thresholds(probs, labels))
     return 0.5 * (m["mAP"] + m["macro_f1"])
 
 
@@ -292,7 +328,8 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
             "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight,
-            "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace, "keep": args.keep,
+            "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace,
+            "target_delay_s": args.target_delay, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
             "reverb_p": args.reverb_p, "reverb_db": list(args.reverb_db),
@@ -328,6 +365,8 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--ema {args.ema}: the decay must be in [0, 1)")
     if args.steady_grace < 0:
         raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
+    if args.target_delay < 0:
+        raise RttagError(f"--target-delay {args.target_delay}: seconds, not negative")
     if not 0.0 <= args.reverb_p <= 1.0:
         raise RttagError(f"--reverb-p {args.reverb_p}: a share, in [0, 1]")
     args.reverb_db = reverb_db_range(args.reverb_db)  # (low, high) dB from here on, for the loop and the record
@@ -336,6 +375,9 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     labels, params = list(LABELS), FrontendParams()
     grace_frames = round(args.steady_grace * params.sample_rate / params.hop_length)
+    delay = round(args.target_delay * params.sample_rate / params.hop_length)
+    if delay >= args.chunk:
+        raise RttagError(f"--target-delay {args.target_delay}: {delay} frames, not less than --chunk {args.chunk}")
 
     init = {}
     if args.init:
@@ -375,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
     config = {"arch": args.arch, "hparams": hparams, "name": args.name or args.arch, "version": args.version,
               "labels": labels, "frontend": params.to_dict()}
     if init:  # the starting point is the one to beat
-        best = validation_score(model, val, device)
+        best = validation_score(model, val, device, delay)
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "config": dict(config, best_epoch=init["best_epoch"])}, output)
         log.info("continuing from %s (validation score %.3f, %d epochs)", args.init, best, len(history))
@@ -393,13 +435,15 @@ def run(args: argparse.Namespace) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             i = torch.from_numpy(idx[:, s:s + args.chunk])
-            x, y, o = feats[i].to(device), targets[i].float().to(device), onsets[i].float().to(device)
+            j, lead = label_frames(idx, s, args.chunk, delay)
+            x, y, o = feats[i].to(device), targets[j].float().to(device), onsets[j].float().to(device)
             if not args.no_augment:
                 x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, args.reverb_db)
-            weight = loss_weight(y, o, tails[i].float().to(device), args.onset_weight, args.offset_weight,
+            weight = loss_weight(y, o, tails[j].float().to(device), args.onset_weight, args.offset_weight,
                                  args.confusion_weight)
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
+            logits = logits[:, lead:]
             loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
             if args.steady_weight:
                 loss = loss + args.steady_weight * steadiness(logits, y, grace_frames)
@@ -413,10 +457,10 @@ def run(args: argparse.Namespace) -> int:
             step += 1
         if not losses:
             break
-        probs = predict(kept, val, device)
-        m = metrics.frame_metrics(probs, val.labels, metrics.best_thresholds(probs, val.labels))
+        probs, val_labels, _ = delayed(predict(kept, val, device), val.labels, file_offsets(val), delay)
+        m = metrics.frame_metrics(probs, val_labels, metrics.best_thresholds(probs, val_labels))
         score = 0.5 * (m["mAP"] + m["macro_f1"])
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val.labels, pw.cpu()),
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val_labels, pw.cpu()),
                         "val_mAP": m["mAP"], "val_macro_f1": m["macro_f1"],
                         "minutes": prior_minutes + (time.time() - t_start) / 60})
         log.info("epoch %d: train loss %.4f, val loss %.4f, val mAP %.3f, macro-F1 %.3f, %d steps, %.1f min",
@@ -437,13 +481,14 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError("no training step ran: the time budget is too small or the train split too short")
     ckpt = torch.load(output, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
-    probs = predict(model, val, device)
-    smoother = metrics.smoother_block(probs, val.labels, file_offsets(val), params.frame_seconds)
+    probs, val_labels, val_offsets = delayed(predict(model, val, device), val.labels, file_offsets(val), delay)
+    smoother = metrics.smoother_block(probs, val_labels, val_offsets, params.frame_seconds)
     thr = np.array(smoother["on_threshold"])
-    results = {"validation": metrics.frame_metrics(probs, val.labels, thr)}
+    results = {"validation": metrics.frame_metrics(probs, val_labels, thr)}
     try:
         test = load_split(args.data, "test", labels, params)
-        results["test"] = metrics.frame_metrics(predict(model, test, device), test.labels, thr)
+        test_probs, test_labels, _ = delayed(predict(model, test, device), test.labels, file_offsets(test), delay)
+        results["test"] = metrics.frame_metrics(test_probs, test_labels, thr)
     except RttagError as exc:
         log.warning("no test metrics: %s", exc)
     wall = time.time() - t_start
