@@ -23,7 +23,8 @@ runtime needs nothing for it: ``rttag tune`` measures each class's onset and off
 delay included) and the smoother back-dates ``t`` by them, while ``at`` stays the decision time,
 so the delay is paid in decision latency, which the tuner holds to its budget. Raw thresholding
 (``--no-smoother``) does not back-date. Validation, the end-of-training smoother block and the
-test metrics pair each probability with the label S earlier in the same file.
+test metrics pair each probability with the label S earlier in the same file (the block's onset
+lags then have S added, and its offset lags are S).
 Augmentation (rttag.train.augment): gain, EQ, low-pass, reverberation, background noise, mixing,
 SpecAugment masks, and with ``--freq-mixstyle P`` Freq-MixStyle on a share P of the streams.
 
@@ -483,6 +484,10 @@ def run(args: argparse.Namespace) -> int:
     model.load_state_dict(ckpt["state_dict"])
     probs, val_labels, val_offsets = delayed(predict(model, val, device), val.labels, file_offsets(val), delay)
     smoother = metrics.smoother_block(probs, val_labels, val_offsets, params.frame_seconds)
+    if delay:  # the probabilities speak of frames `delay` back: back-date the events' edges that far too
+        shift = delay * params.frame_seconds
+        smoother["onset_lag_s"] = [round(x + shift, 3) for x in smoother["onset_lag_s"]]
+        smoother["offset_lag_s"] = [round(shift, 3)] * len(labels)
     thr = np.array(smoother["on_threshold"])
     results = {"validation": metrics.frame_metrics(probs, val_labels, thr)}
     try:
