@@ -148,6 +148,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c3["train"]["reverb_p"] == 0.5 and c3["train"]["reverb_db"] == [-9.0, 3.0]
     assert c2["train"]["reverb_p"] == 0.3 and c2["train"]["reverb_db"] == [-12.0, -3.0]
     assert c3["train"]["target_delay_s"] == 0.05 and c2["train"]["target_delay_s"] == 0.0
+    assert f"--init {second} was trained with --target-delay 0; this stage trains with 0.05" in proc.stderr.decode()
     # the delayed model's events are back-dated by the delay on top of the lag measured after it
     assert min(c3["smoother"]["onset_lag_s"]) >= 0.05 and c3["smoother"]["offset_lag_s"] == [0.05] * len(c3["labels"])
     assert c2["smoother"]["offset_lag_s"] == [0.0] * len(c2["labels"])

@@ -386,6 +386,10 @@ def run(args: argparse.Namespace) -> int:
         if init["arch"] != args.arch:
             raise RttagError(f"--init {args.init} is a {init['arch']}, not a {args.arch}")
         model, hparams = model.to(device), init["hparams"]
+        before = float((init.get("train") or {}).get("target_delay_s", 0.0))
+        if before != args.target_delay:
+            log.warning("--init %s was trained with --target-delay %g; this stage trains with %g", args.init, before,
+                        args.target_delay)
     else:
         try:
             model = build(args.arch, hparams).to(device)
