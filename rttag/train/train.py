@@ -215,10 +215,17 @@ def delayed(probs: np.ndarray, labels: np.ndarray, offsets: np.ndarray, delay: i
     return p, y, np.concatenate([[0], np.cumsum(lengths)])
 
 
+def scored_predictions(model: torch.nn.Module, data: SplitData, device: torch.device, delay: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`predict` over ``data``, paired with the labels it is scored against: ``(probs [M, C],
+    labels [M, C], file offsets [n_files + 1])`` as :func:`delayed` gives them for ``delay`` frames."""
+    return delayed(predict(model, data, device), data.labels, file_offsets(data), delay)
+
+
 def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device, delay: int = 0) -> float:
     """Mean of validation frame mAP and macro frame-F1 (per-class best thresholds): the
     early-stopping score; ``delay``: frames, as :func:`delayed`."""
-    probs, labels, _ = delayed(predict(model, val, device), val.labels, file_offsets(val), delay)
+    probs, labels, _ = scored_predictions(model, val, device, delay)
     m = metrics.frame_metrics(probs, labels, metrics.best_thresholds(probs, labels))
     return 0.5 * (m["mAP"] + m["macro_f1"])
 
@@ -462,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
             step += 1
         if not losses:
             break
-        probs, val_labels, _ = delayed(predict(kept, val, device), val.labels, file_offsets(val), delay)
+        probs, val_labels, _ = scored_predictions(kept, val, device, delay)
         m = metrics.frame_metrics(probs, val_labels, metrics.best_thresholds(probs, val_labels))
         score = 0.5 * (m["mAP"] + m["macro_f1"])
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val_labels, pw.cpu()),
@@ -486,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError("no training step ran: the time budget is too small or the train split too short")
     ckpt = torch.load(output, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
-    probs, val_labels, val_offsets = delayed(predict(model, val, device), val.labels, file_offsets(val), delay)
+    probs, val_labels, val_offsets = scored_predictions(model, val, device, delay)
     smoother = metrics.smoother_block(probs, val_labels, val_offsets, params.frame_seconds)
     if delay:  # the probabilities speak of frames `delay` back: back-date the events' edges that far too
         shift = delay * params.frame_seconds
@@ -496,7 +503,7 @@ def run(args: argparse.Namespace) -> int:
     results = {"validation": metrics.frame_metrics(probs, val_labels, thr)}
     try:
         test = load_split(args.data, "test", labels, params)
-        test_probs, test_labels, _ = delayed(predict(model, test, device), test.labels, file_offsets(test), delay)
+        test_probs, test_labels, _ = scored_predictions(model, test, device, delay)
         results["test"] = metrics.frame_metrics(test_probs, test_labels, thr)
     except RttagError as exc:
         log.warning("no test metrics: %s", exc)
