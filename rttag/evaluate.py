@@ -9,10 +9,12 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 * event-based F1 / error rate (sed_eval; onset collar 200 ms, offset collar
   max(200 ms, 20 % of the event)), micro (``overall``), macro (class-wise average), per class;
 * segment-based F1 / error rate at 1 s (sed_eval);
-* PSDS1 (DCASE 2021+ scenario 1: DTC = GTC = 0.7, no cross-trigger, alpha_st = 1, eFPR up to
-  100 per hour) from the frame probabilities (sed_scores_eval), scores rounded to
-  ``--psds-resolution`` (0.01 = 101 operating points; exact PSDS over unrounded scores took
-  minutes per model on a 2-core machine);
+* PSDS1 and PSDS2 (DCASE 2021+ scenario 1: DTC = GTC = 0.7, no cross-trigger, alpha_st = 1,
+  eFPR up to 100 per hour — strict on where events start and end; scenario 2: DTC = GTC = 0.1,
+  cross-trigger tolerance 0.3 with alpha_ct = 0.5, alpha_st = 1, eFPR up to 100 per hour —
+  lenient on boundaries, strict on naming the wrong class) from the frame probabilities
+  (sed_scores_eval), scores rounded to ``--psds-resolution`` (0.01 = 101 operating points;
+  exact PSDS over unrounded scores took minutes per model on a 2-core machine);
 * jitter: ``excess_on_per_min`` = sum over classes of max(0, predicted ``on`` − reference
   events) per minute of audio; ``short_spurious_per_min`` = predicted events shorter than
   250 ms that overlap no reference event of their label, per minute;
@@ -83,6 +85,9 @@ BOOTSTRAP_ROUNDS = 2000
 BOOTSTRAP_SEED = 0
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
+PSDS2 = {"dtc_threshold": 0.1, "gtc_threshold": 0.1, "cttc_threshold": 0.3, "alpha_ct": 0.5,
+         "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
+PSDS_SCENARIOS = {"psds1": PSDS1, "psds2": PSDS2}
 
 
 class EvalError(RttagError):
@@ -416,11 +421,14 @@ def _summary(r: dict, labels: Sequence[str]) -> dict:
             "per_class": per_class}
 
 
-def psds1(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, labels: Sequence[str],
-          resolution: float = 0.01) -> dict:
-    """PSDS1 from frame probabilities ``[T, n_classes]`` by file (sed_scores_eval), scores
-    rounded to ``resolution`` (0 = exact), over the classes that have reference events (PSDS
-    is undefined for the others). Returns ``{"psds1", "classes", "per_class"}``."""
+def psds(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, labels: Sequence[str],
+         resolution: float = 0.01) -> dict:
+    """PSDS1 and PSDS2 (``PSDS_SCENARIOS``) from frame probabilities ``[T, n_classes]`` by file
+    (sed_scores_eval), scores rounded to ``resolution`` (0 = exact), over the classes that have
+    reference events (PSDS is undefined for the others). Returns ``{"psds1", "psds2", "classes",
+    "per_class", "per_class_psds2"}``: ``per_class`` holds each class's PSDS1 (its ROC's area),
+    ``per_class_psds2`` its PSDS2 (cross-triggers counted against it). With one scored class
+    (silero-vad's speech) there is nothing to cross-trigger on, and PSDS2 is ``None``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from sed_scores_eval import intersection_based
@@ -429,7 +437,8 @@ def psds1(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, label
     present = {e.label for evs in split.reference.values() for e in evs}
     columns = [i for i, label in enumerate(labels) if label in present]  # PSDS needs events of every class
     if not columns:
-        return {"psds1": None, "per_class": {label: None for label in labels}}
+        none = {label: None for label in labels}
+        return {"psds1": None, "psds2": None, "classes": [], "per_class": none, "per_class_psds2": dict(none)}
     scored = [labels[i] for i in columns]
     scores, truth = {}, {}
     for name in split.paths:
@@ -440,9 +449,16 @@ def psds1(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, label
         scores[stem] = create_score_dataframe(p, timing.frame_bounds(len(p), split.durations[name]), scored)
         truth[stem] = [(e.onset, e.offset, e.label) for e in split.reference[name]]
     durations = {Path(n).with_suffix("").as_posix(): d for n, d in split.durations.items()}
-    value, per_class, *_ = intersection_based.psds(scores=scores, ground_truth=truth, audio_durations=durations, **PSDS1)
-    return {"psds1": float(value), "classes": scored,
-            "per_class": {label: _nan_to_none(per_class[label]) if label in per_class else None for label in labels}}
+    out = {"classes": scored, "psds2": None, "per_class_psds2": {label: None for label in labels}}
+    for key, scenario in PSDS_SCENARIOS.items():
+        if scenario["cttc_threshold"] is not None and len(scored) < 2:
+            continue
+        value, per_class, *_ = intersection_based.psds(scores=scores, ground_truth=truth,
+                                                       audio_durations=durations, **scenario)
+        out[key] = float(value)
+        out["per_class" if key == "psds1" else f"per_class_{key}"] = {
+            label: _nan_to_none(per_class[label]) if label in per_class else None for label in labels}
+    return out
 
 
 def match_onsets(reference: Sequence[RefEvent], detections: Sequence[Detection],
@@ -781,7 +797,7 @@ def _held_cell(held: dict) -> str:
 
 def format_table(systems: dict) -> str:
     """The main table and the per-class event-F1 table (Markdown) from ``systems``."""
-    head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 "
+    head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 | PSDS2 "
             "| excess on/min | short spurious/min | files with a class held on | latency median (s) | latency p90 (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in systems.values():
@@ -789,7 +805,8 @@ def format_table(systems: dict) -> str:
         psds = s["scores"]["psds"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} | {_fmt(ev['macro_f1'])} "
                      f"| {_fmt(ev['micro_er'])} | {_fmt(seg['micro_f1'])} | {_fmt(seg['micro_er'])} "
-                     f"| {_fmt(psds['psds1'] if psds else None)} | {_fmt(st['excess_on_per_min'], 1)} "
+                     f"| {_fmt(psds['psds1'] if psds else None)} | {_fmt(psds['psds2'] if psds else None)} "
+                     f"| {_fmt(st['excess_on_per_min'], 1)} "
                      f"| {_fmt(st['short_spurious_per_min'], 1)} | {_held_cell(s['scores']['held_on'])} "
                      f"| {_fmt(st['latency_median_s'], 2)} | {_fmt(st['latency_p90_s'], 2)} |")
     labels = list(dict.fromkeys(label for s in systems.values() for label in s["scores"]["event"]["per_class"]))
@@ -911,14 +928,14 @@ def run(args) -> int:
         walls[name] = {"pipeline_s": time.perf_counter() - t0}
         probs = {n: r.probs for n, r in runs.items()}
         t1 = time.perf_counter()
-        psds = psds1(split, probs, timing, info.labels, args.psds_resolution)
+        psds_figures = psds(split, probs, timing, info.labels, args.psds_resolution)
         walls[name]["psds_s"] = time.perf_counter() - t1
         smoothed = {n: r.detections for n, r in runs.items()}
         raw_params = SmootherParams.raw(info.smoother.on_threshold)
         raw = smooth_runs(runs, info.labels, raw_params, timing)
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
-            scores = score_system(split, dets, info.labels, psds, wait_of=smoother_wait(params, info.labels, timing))
+            scores = score_system(split, dets, info.labels, psds_figures, wait_of=smoother_wait(params, info.labels, timing))
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "params": _params_dict(params, info.labels), "scores": scores}
             walls[name][f"score_{kind}_s"] = time.perf_counter() - t2
@@ -951,7 +968,7 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
     t0 = time.perf_counter()
     probs = run_silero(split, threads=args.threads)
     walls["silero-vad"] = {"pipeline_s": time.perf_counter() - t0}
-    psds = psds1(speech, probs, timing, labels, args.psds_resolution)
+    psds_figures = psds(speech, probs, timing, labels, args.psds_resolution)
     out = {}
     raw_params = SmootherParams.raw((0.5,))
     dets_by_kind = {}
@@ -960,7 +977,7 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
         dets_by_kind[kind] = dets
         out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),
-                                     "scores": score_system(speech, dets, labels, psds, full=split,
+                                     "scores": score_system(speech, dets, labels, psds_figures, full=split,
                                                             wait_of=smoother_wait(params, labels, timing))}
     rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,
                   "tuned": dets_by_kind["streaming"], "raw": dets_by_kind["raw"]})
@@ -979,7 +996,7 @@ def _write_json(path: str, split: Split, systems: dict, walls: dict, args) -> No
     doc = {"split": split.name, "data": str(args.data), "files": len(split.paths), "minutes": split.minutes,
            "reference_events": sum(len(v) for v in split.reference.values()),
            "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
-                        "short_s": SHORT_S, "psds1": PSDS1, "psds_resolution": args.psds_resolution,
+                        "short_s": SHORT_S, **PSDS_SCENARIOS, "psds_resolution": args.psds_resolution,
                         "frames_per_call": 1, "providers": args.providers,
                         "bootstrap_rounds": args.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED},
            "systems": systems, "wall_s": walls}

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
                             PLACES, _resampled_median, covered_s, detection_places, format_table, held_on, intervals,
-                            merge_events, psds1, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
+                            merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
                             smooth_runs, system_names)
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
@@ -276,19 +276,66 @@ def test_merge_events_joins_same_label_overlaps_only():
     assert merged == [RefEvent(1, 5, "dog"), RefEvent(2, 3, "bird"), RefEvent(6, 7, "dog")]
 
 
+def _two_class_truth(timing, n, ref):
+    centres = timing.centre0_s + np.arange(n) * timing.hop_s
+    return np.stack([np.any([(centres >= e.onset) & (centres < e.offset) for e in ref if e.label == k], axis=0)
+                     for k in ("dog", "bird")], axis=1).astype(np.float32), centres
+
+
 def test_psds_rewards_probabilities_that_follow_the_reference():
     timing = FrameTiming(0.01, 0.016, 0.032)
     n = 2000
-    centres = timing.centre0_s + np.arange(n) * timing.hop_s
     ref = [RefEvent(3.0, 6.0, "dog"), RefEvent(10.0, 12.0, "dog"), RefEvent(14.0, 15.0, "bird")]
-    truth = np.stack([np.any([(centres >= e.onset) & (centres < e.offset) for e in ref if e.label == k], axis=0)
-                      for k in ("dog", "bird")], axis=1).astype(np.float32)
+    truth, _ = _two_class_truth(timing, n, ref)
     split = split_of({"a.wav": ref}, {"a.wav": 20.05})
-    good = psds1(split, {"a.wav": 0.1 + 0.8 * truth}, timing, ["dog", "bird", "water"])
-    noise = psds1(split, {"a.wav": np.random.default_rng(0).random((n, 3)).astype(np.float32)}, timing,
-                  ["dog", "bird", "water"])
+    good_probs = np.pad(0.1 + 0.8 * truth, ((0, 0), (0, 1)), constant_values=0.1)
+    good = psds(split, {"a.wav": good_probs}, timing, ["dog", "bird", "water"])
+    noise = psds(split, {"a.wav": np.random.default_rng(0).random((n, 3)).astype(np.float32)}, timing,
+                 ["dog", "bird", "water"])
     assert good["psds1"] > 0.9 and noise["psds1"] < 0.5
-    assert good["classes"] == ["dog", "bird"] and good["per_class"]["water"] is None
+    assert good["psds2"] > 0.9 and noise["psds2"] < 0.5
+    assert good["classes"] == ["dog", "bird"]
+    assert good["per_class"]["water"] is None and good["per_class_psds2"]["water"] is None
+    dog_only = psds(split.only(["dog"]), {"a.wav": good_probs[:, :1]}, timing, ["dog"])
+    assert dog_only["psds1"] > 0.9 and dog_only["psds2"] is None  # no other class to cross-trigger on
+
+
+def test_psds2_is_lenient_on_boundaries_where_psds1_is_not():
+    """Probabilities high over only the first quarter of each event: under PSDS1 (a detection
+    must cover 70 % of its event) nothing is found; under PSDS2 (10 %) everything is. A flat
+    score (one detection over the whole file, where each class covers under 10 % of it) is
+    found under neither."""
+    timing = FrameTiming(0.01, 0.016, 0.032)
+    n = 12000
+    ref = [RefEvent(2.0, 6.0, "dog"), RefEvent(38.0, 42.0, "bird"), RefEvent(84.0, 88.0, "dog")]
+    _, centres = _two_class_truth(timing, n, ref)
+    head = np.stack([np.any([(centres >= e.onset) & (centres < e.onset + 0.25 * (e.offset - e.onset))
+                             for e in ref if e.label == k], axis=0) for k in ("dog", "bird")], axis=1)
+    split = split_of({"a.wav": ref}, {"a.wav": 120.05})
+    got = psds(split, {"a.wav": (0.1 + 0.8 * head).astype(np.float32)}, timing, ["dog", "bird"])
+    flat = psds(split, {"a.wav": np.full((n, 2), 0.5, np.float32)}, timing, ["dog", "bird"])
+    assert got["psds2"] > 0.9 and got["psds1"] < 0.1
+    assert flat["psds2"] < 0.1 and flat["psds1"] < 0.1
+
+
+def test_psds2_counts_a_class_that_fires_on_another_class_against_it():
+    """A dog that also rises on the bird's events (cross-triggers) lowers PSDS2 below the clean
+    system's: scenario 2 adds alpha_ct times the cross-trigger rate to the false-positive rate.
+    The file is long enough (the dog covers 5 % of it) that one detection over the whole file
+    is not a true positive under the 10 % tolerances."""
+    timing = FrameTiming(0.01, 0.016, 0.032)
+    n = 12000
+    ref = [RefEvent(2.0, 4.0, "dog"), RefEvent(6.0, 8.0, "bird"), RefEvent(10.0, 12.0, "dog"),
+           RefEvent(14.0, 16.0, "bird"), RefEvent(20.0, 22.0, "bird"), RefEvent(26.0, 28.0, "dog")]
+    truth, _ = _two_class_truth(timing, n, ref)
+    clean = 0.1 + 0.8 * truth
+    crossed = clean.copy()
+    crossed[:, 0] = np.maximum(crossed[:, 0], 0.1 + 0.85 * truth[:, 1])  # the dog fires on birds, above its own level
+    split = split_of({"a.wav": ref}, {"a.wav": 120.05})
+    good = psds(split, {"a.wav": clean}, timing, ["dog", "bird"])
+    bad = psds(split, {"a.wav": crossed}, timing, ["dog", "bird"])
+    assert bad["per_class_psds2"]["dog"] < good["per_class_psds2"]["dog"] - 0.05
+    assert bad["psds2"] < good["psds2"]
 
 
 # --------------------------------------------------------------- the streaming path and caching
@@ -387,9 +434,12 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert doc["files"] == 3 and doc["minutes"] == pytest.approx(0.3)
     tuned, raw = doc["systems"]["test-gru/tuned"]["scores"], doc["systems"]["test-gru/raw"]["scores"]
     assert tuned["psds"] == raw["psds"]  # one set of probabilities, two smoothers
+    assert "| PSDS1 | PSDS2 |" in table and 0.0 <= tuned["psds"]["psds2"] <= 1.0
+    assert doc["settings"]["psds2"]["cttc_threshold"] == 0.3
     assert "Speech only" in table and tuned["speech"]["event_f1"] == tuned["event"]["per_class"]["speech"]["f1"]
     silero = doc["systems"]["silero-vad/streaming"]["scores"]
     assert silero["speech"]["segment_f1"] == silero["segment"]["micro_f1"]
+    assert silero["psds"]["psds1"] is not None and silero["psds"]["psds2"] is None  # speech alone: no cross-triggers
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     assert "Where the detections fall" in table
     assert "Micro F1, resampling the files" in table and "Event F1 per class with its 95 % interval" in table
