@@ -88,6 +88,8 @@ PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "al
 PSDS2 = {"dtc_threshold": 0.1, "gtc_threshold": 0.1, "cttc_threshold": 0.3, "alpha_ct": 0.5,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
 PSDS_SCENARIOS = {"psds1": PSDS1, "psds2": PSDS2}
+PER_CLASS_KEYS = {"psds1": "per_class", "psds2": "per_class_psds2"}
+"""Where :func:`psds` puts each scenario's per-class figures (``per_class`` kept for PSDS1)."""
 
 
 class EvalError(RttagError):
@@ -434,12 +436,13 @@ def psds(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, labels
         from sed_scores_eval import intersection_based
         from sed_scores_eval.base_modules.scores import create_score_dataframe
 
+    out = {"classes": [], **{key: None for key in PSDS_SCENARIOS},
+           **{PER_CLASS_KEYS[key]: {label: None for label in labels} for key in PSDS_SCENARIOS}}
     present = {e.label for evs in split.reference.values() for e in evs}
     columns = [i for i, label in enumerate(labels) if label in present]  # PSDS needs events of every class
     if not columns:
-        none = {label: None for label in labels}
-        return {"psds1": None, "psds2": None, "classes": [], "per_class": none, "per_class_psds2": dict(none)}
-    scored = [labels[i] for i in columns]
+        return out
+    out["classes"] = scored = [labels[i] for i in columns]
     scores, truth = {}, {}
     for name in split.paths:
         p = probs[name][:, columns].astype(np.float64)
@@ -449,15 +452,14 @@ def psds(split: Split, probs: dict[str, np.ndarray], timing: FrameTiming, labels
         scores[stem] = create_score_dataframe(p, timing.frame_bounds(len(p), split.durations[name]), scored)
         truth[stem] = [(e.onset, e.offset, e.label) for e in split.reference[name]]
     durations = {Path(n).with_suffix("").as_posix(): d for n, d in split.durations.items()}
-    out = {"classes": scored, "psds2": None, "per_class_psds2": {label: None for label in labels}}
     for key, scenario in PSDS_SCENARIOS.items():
         if scenario["cttc_threshold"] is not None and len(scored) < 2:
-            continue
+            continue  # cross-triggers need another class (sed_scores_eval fails on one)
         value, per_class, *_ = intersection_based.psds(scores=scores, ground_truth=truth,
                                                        audio_durations=durations, **scenario)
         out[key] = float(value)
-        out["per_class" if key == "psds1" else f"per_class_{key}"] = {
-            label: _nan_to_none(per_class[label]) if label in per_class else None for label in labels}
+        out[PER_CLASS_KEYS[key]] = {label: _nan_to_none(per_class[label]) if label in per_class else None
+                                    for label in labels}
     return out
 
 

@@ -276,17 +276,20 @@ def test_merge_events_joins_same_label_overlaps_only():
     assert merged == [RefEvent(1, 5, "dog"), RefEvent(2, 3, "bird"), RefEvent(6, 7, "dog")]
 
 
-def _two_class_truth(timing, n, ref):
+def _two_class_truth(timing, n, ref, share=1.0):
+    """``[n, 2]`` (dog, bird) activity of the frames whose centres lie in the first ``share`` of a
+    reference event of that label."""
     centres = timing.centre0_s + np.arange(n) * timing.hop_s
-    return np.stack([np.any([(centres >= e.onset) & (centres < e.offset) for e in ref if e.label == k], axis=0)
-                     for k in ("dog", "bird")], axis=1).astype(np.float32), centres
+    return np.stack([np.any([(centres >= e.onset) & (centres < e.onset + share * (e.offset - e.onset))
+                             for e in ref if e.label == k], axis=0)
+                     for k in ("dog", "bird")], axis=1).astype(np.float32)
 
 
 def test_psds_rewards_probabilities_that_follow_the_reference():
     timing = FrameTiming(0.01, 0.016, 0.032)
     n = 2000
     ref = [RefEvent(3.0, 6.0, "dog"), RefEvent(10.0, 12.0, "dog"), RefEvent(14.0, 15.0, "bird")]
-    truth, _ = _two_class_truth(timing, n, ref)
+    truth = _two_class_truth(timing, n, ref)
     split = split_of({"a.wav": ref}, {"a.wav": 20.05})
     good_probs = np.pad(0.1 + 0.8 * truth, ((0, 0), (0, 1)), constant_values=0.1)
     good = psds(split, {"a.wav": good_probs}, timing, ["dog", "bird", "water"])
@@ -308,11 +311,9 @@ def test_psds2_is_lenient_on_boundaries_where_psds1_is_not():
     timing = FrameTiming(0.01, 0.016, 0.032)
     n = 12000
     ref = [RefEvent(2.0, 6.0, "dog"), RefEvent(38.0, 42.0, "bird"), RefEvent(84.0, 88.0, "dog")]
-    _, centres = _two_class_truth(timing, n, ref)
-    head = np.stack([np.any([(centres >= e.onset) & (centres < e.onset + 0.25 * (e.offset - e.onset))
-                             for e in ref if e.label == k], axis=0) for k in ("dog", "bird")], axis=1)
+    head = _two_class_truth(timing, n, ref, share=0.25)
     split = split_of({"a.wav": ref}, {"a.wav": 120.05})
-    got = psds(split, {"a.wav": (0.1 + 0.8 * head).astype(np.float32)}, timing, ["dog", "bird"])
+    got = psds(split, {"a.wav": 0.1 + 0.8 * head}, timing, ["dog", "bird"])
     flat = psds(split, {"a.wav": np.full((n, 2), 0.5, np.float32)}, timing, ["dog", "bird"])
     assert got["psds2"] > 0.9 and got["psds1"] < 0.1
     assert flat["psds2"] < 0.1 and flat["psds1"] < 0.1
@@ -327,7 +328,7 @@ def test_psds2_counts_a_class_that_fires_on_another_class_against_it():
     n = 12000
     ref = [RefEvent(2.0, 4.0, "dog"), RefEvent(6.0, 8.0, "bird"), RefEvent(10.0, 12.0, "dog"),
            RefEvent(14.0, 16.0, "bird"), RefEvent(20.0, 22.0, "bird"), RefEvent(26.0, 28.0, "dog")]
-    truth, _ = _two_class_truth(timing, n, ref)
+    truth = _two_class_truth(timing, n, ref)
     clean = 0.1 + 0.8 * truth
     crossed = clean.copy()
     crossed[:, 0] = np.maximum(crossed[:, 0], 0.1 + 0.85 * truth[:, 1])  # the dog fires on birds, above its own level

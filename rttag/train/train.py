@@ -222,12 +222,17 @@ def scored_predictions(model: torch.nn.Module, data: SplitData, device: torch.de
     return delayed(predict(model, data, device), data.labels, file_offsets(data), delay)
 
 
-def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device, delay: int = 0) -> float:
-    """Mean of validation frame mAP and macro frame-F1 (per-class best thresholds): the
-    early-stopping score; ``delay``: frames, as :func:`delayed`."""
-    probs, labels, _ = scored_predictions(model, val, device, delay)
+def frame_score(probs: np.ndarray, labels: np.ndarray) -> tuple[dict, float]:
+    """Frame metrics of ``probs [M, C]`` against ``labels [M, C]`` at per-class best thresholds,
+    and the early-stopping score: the mean of their frame mAP and macro frame-F1."""
     m = metrics.frame_metrics(probs, labels, metrics.best_thresholds(probs, labels))
-    return 0.5 * (m["mAP"] + m["macro_f1"])
+    return m, 0.5 * (m["mAP"] + m["macro_f1"])
+
+
+def validation_score(model: torch.nn.Module, val: SplitData, device: torch.device, delay: int = 0) -> float:
+    """:func:`frame_score` of ``model`` on the validation split; ``delay``: frames, as :func:`delayed`."""
+    probs, labels, _ = scored_predictions(model, val, device, delay)
+    return frame_score(probs, labels)[1]
 
 
 def loss_weight(y: torch.Tensor, onsets: torch.Tensor, tails: torch.Tensor, onset_w: float, offset_w: float,
@@ -470,8 +475,7 @@ def run(args: argparse.Namespace) -> int:
         if not losses:
             break
         probs, val_labels, _ = scored_predictions(kept, val, device, delay)
-        m = metrics.frame_metrics(probs, val_labels, metrics.best_thresholds(probs, val_labels))
-        score = 0.5 * (m["mAP"] + m["macro_f1"])
+        m, score = frame_score(probs, val_labels)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss(probs, val_labels, pw.cpu()),
                         "val_mAP": m["mAP"], "val_macro_f1": m["macro_f1"],
                         "minutes": prior_minutes + (time.time() - t_start) / 60})
