@@ -22,7 +22,7 @@ from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
 from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
                         choose, class_budget, class_choice, format_choice, joint_choice, latency_lists, micro_f1,
-                        offset_lags, onset_lags, stage2_durations)
+                        offset_lags, onset_lags, overall_ascent, overall_latency, stage2_durations)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -815,6 +815,36 @@ def test_joint_choice_is_the_exhaustive_optimum():
         best = max(itertools.product(*cands.values()), key=lambda combo: micro_f1(dict(zip(labels, combo)), n_ref))
         got = joint_choice(cands, start, n_ref, dict.fromkeys(labels, 0.25))
         assert micro_f1(got, n_ref) == pytest.approx(micro_f1(dict(zip(labels, best)), n_ref))
+
+
+def test_overall_ascent_holds_back_the_classes_whose_waits_fit_the_overall_budget():
+    """Three classes, each with a setting within its own budget (dominance 0, decided in
+    0.1 s) and one held back (dominance 1: fewer false events, decided later). Holding ``a``
+    back would gain most, but its eight events decided 0.6 s late put the median over all
+    sixteen matched events at 0.35 s, over the 0.2 s budget; holding ``b`` and ``c`` back
+    (0.3 s each) keeps it at 0.2 s. The ascent takes those two, which is also the best of all
+    eight combinations within the budget; a start already over the budget stands."""
+    def cand(dominance, tp, n_sys):
+        return Candidate((0.5, 0.5, 0.1, 0.2, 0.0, 0.0, 0.0, dominance), 0.0, 0.0, 0.1, tp, n_sys)
+
+    pool = {"a": [cand(0.0, 8, 20), cand(1.0, 8, 10)], "b": [cand(0.0, 4, 10), cand(1.0, 4, 6)],
+            "c": [cand(0.0, 4, 10), cand(1.0, 4, 6)]}
+    waits = {("a", 0.0): [0.1] * 8, ("a", 1.0): [0.6] * 8, ("b", 0.0): [0.1] * 4, ("b", 1.0): [0.3] * 4,
+             ("c", 0.0): [0.1] * 4, ("c", 1.0): [0.3] * 4}
+    n_ref = {"a": 8, "b": 4, "c": 4}
+    start = {k: v[0] for k, v in pool.items()}
+    got = overall_ascent(start, pool, waits, n_ref, 0.2)
+    assert [got[k].values[-1] for k in "abc"] == [0.0, 1.0, 1.0]
+    assert overall_latency(got, waits) == pytest.approx(0.2)
+    assert overall_latency({**start, "a": pool["a"][1]}, waits) == pytest.approx(0.35)
+    within = [dict(zip("abc", combo)) for combo in itertools.product(*pool.values())
+              if overall_latency(dict(zip("abc", combo)), waits) <= 0.2]
+    assert micro_f1(got, n_ref) == pytest.approx(max(micro_f1(c, n_ref) for c in within))
+    assert micro_f1(got, n_ref) > micro_f1(start, n_ref)
+    # a budget the start does not fit: nothing changes
+    assert overall_ascent(start, pool, waits, n_ref, 0.05) == start
+    # a budget every wait fits: a is held back too
+    assert all(c.values[-1] == 1.0 for c in overall_ascent(start, pool, waits, n_ref, 1.0).values())
 
 
 def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):
