@@ -492,8 +492,8 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
         held = held_on(split, dets, labels)["per_class"]
         for label in pool:
             latency = float(np.median(lat[label])) if lat[label] else float("nan")
-            cand = _rescored(placed[label], rows[label], scores, label, latency_s=latency, files_held_on=held[label])
-            pool[label].append(cand)
+            pool[label].append(_rescored(placed[label], rows[label], scores, label, latency_s=latency,
+                                         files_held_on=held[label]))
             waits[label, dominance] = lat[label]
     start = {label: cands[0] for label, cands in pool.items()}
     allowed = {label: [c for c in cands if c.eligible(budgets[label], min_recall)] or [start[label]]
@@ -525,7 +525,7 @@ def overall_ascent(start: dict[str, Candidate], pool: Mapping[str, Sequence[Cand
     if not overall_latency(choice, waits) <= max_overall_latency_s:  # NaN: nothing matched, nothing to trade
         return choice
     while True:
-        best, best_key = None, (micro_f1(choice, n_ref), -overall_latency(choice, waits))
+        now, best, best_key = micro_f1(choice, n_ref), None, None
         for label, cands in pool.items():
             for cand in cands:
                 if cand is choice[label] or not cand.eligible(float("inf"), min_recall):
@@ -533,7 +533,7 @@ def overall_ascent(start: dict[str, Candidate], pool: Mapping[str, Sequence[Cand
                 trial = {**choice, label: cand}
                 latency = overall_latency(trial, waits)
                 key = (micro_f1(trial, n_ref), -latency)
-                if latency <= max_overall_latency_s and key[0] > best_key[0] and key > best_key:
+                if latency <= max_overall_latency_s and key[0] > now and (best_key is None or key > best_key):
                     best, best_key = trial, key
         if best is None:
             return choice

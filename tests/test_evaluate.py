@@ -847,6 +847,20 @@ def test_overall_ascent_holds_back_the_classes_whose_waits_fit_the_overall_budge
     assert all(c.values[-1] == 1.0 for c in overall_ascent(start, pool, waits, n_ref, 1.0).values())
 
 
+def test_overall_ascent_takes_the_quicker_of_two_equal_gains():
+    """Holding ``a`` or ``b`` back removes the same false events, but ``a``'s held events are
+    decided 0.5 s late and ``b``'s 0.3 s; the 0.3 s overall budget admits either alone
+    (median 0.3 or 0.2 s) and not both (0.4 s), so the ascent holds back ``b``, the quicker."""
+    def cand(dominance, n_sys):
+        return Candidate((0.5, 0.5, 0.1, 0.2, 0.0, 0.0, 0.0, dominance), 0.0, 0.0, 0.1, 4, n_sys)
+
+    pool = {"a": [cand(0.0, 10), cand(1.0, 5)], "b": [cand(0.0, 10), cand(1.0, 5)]}
+    waits = {("a", 0.0): [0.1] * 4, ("a", 1.0): [0.5] * 4, ("b", 0.0): [0.1] * 4, ("b", 1.0): [0.3] * 4}
+    got = overall_ascent({k: v[0] for k, v in pool.items()}, pool, waits, {"a": 4, "b": 4}, 0.3)
+    assert (got["a"].values[-1], got["b"].values[-1]) == (0.0, 1.0)
+    assert overall_latency(got, waits) == pytest.approx(0.2)
+
+
 def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):
     import onnx
 
