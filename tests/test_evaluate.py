@@ -817,6 +817,11 @@ def test_joint_choice_is_the_exhaustive_optimum():
         assert micro_f1(got, n_ref) == pytest.approx(micro_f1(dict(zip(labels, best)), n_ref))
 
 
+def dominance_candidate(dominance: float, n_tp: int, n_sys: int) -> Candidate:
+    """A class's candidate that differs from its others only by ``dominance`` and its event counts."""
+    return Candidate((0.5, 0.5, 0.1, 0.2, 0.0, 0.0, 0.0, dominance), 0.0, 0.0, 0.1, n_tp, n_sys)
+
+
 def test_overall_ascent_holds_back_the_classes_whose_waits_fit_the_overall_budget():
     """Three classes, each with a setting within its own budget (dominance 0, decided in
     0.1 s) and one held back (dominance 1: fewer false events, decided later). Holding ``a``
@@ -824,9 +829,7 @@ def test_overall_ascent_holds_back_the_classes_whose_waits_fit_the_overall_budge
     sixteen matched events at 0.35 s, over the 0.2 s budget; holding ``b`` and ``c`` back
     (0.3 s each) keeps it at 0.2 s. The ascent takes those two, which is also the best of all
     eight combinations within the budget; a start already over the budget stands."""
-    def cand(dominance, tp, n_sys):
-        return Candidate((0.5, 0.5, 0.1, 0.2, 0.0, 0.0, 0.0, dominance), 0.0, 0.0, 0.1, tp, n_sys)
-
+    cand = dominance_candidate
     pool = {"a": [cand(0.0, 8, 20), cand(1.0, 8, 10)], "b": [cand(0.0, 4, 10), cand(1.0, 4, 6)],
             "c": [cand(0.0, 4, 10), cand(1.0, 4, 6)]}
     waits = {("a", 0.0): [0.1] * 8, ("a", 1.0): [0.6] * 8, ("b", 0.0): [0.1] * 4, ("b", 1.0): [0.3] * 4,
@@ -851,10 +854,8 @@ def test_overall_ascent_takes_the_quicker_of_two_equal_gains():
     """Holding ``a`` or ``b`` back removes the same false events, but ``a``'s held events are
     decided 0.5 s late and ``b``'s 0.3 s; the 0.3 s overall budget admits either alone
     (median 0.3 or 0.2 s) and not both (0.4 s), so the ascent holds back ``b``, the quicker."""
-    def cand(dominance, n_sys):
-        return Candidate((0.5, 0.5, 0.1, 0.2, 0.0, 0.0, 0.0, dominance), 0.0, 0.0, 0.1, 4, n_sys)
-
-    pool = {"a": [cand(0.0, 10), cand(1.0, 5)], "b": [cand(0.0, 10), cand(1.0, 5)]}
+    cand = dominance_candidate
+    pool = {"a": [cand(0.0, 4, 10), cand(1.0, 4, 5)], "b": [cand(0.0, 4, 10), cand(1.0, 4, 5)]}
     waits = {("a", 0.0): [0.1] * 4, ("a", 1.0): [0.5] * 4, ("b", 0.0): [0.1] * 4, ("b", 1.0): [0.3] * 4}
     got = overall_ascent({k: v[0] for k, v in pool.items()}, pool, waits, {"a": 4, "b": 4}, 0.3)
     assert (got["a"].values[-1], got["b"].values[-1]) == (0.0, 1.0)
