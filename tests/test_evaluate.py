@@ -21,8 +21,9 @@ from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
 from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
-                        choose, class_budget, class_choice, format_choice, joint_choice, latency_lists, micro_f1,
-                        offset_lags, onset_lags, overall_ascent, overall_latency, stage2_durations)
+                        check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
+                        latency_lists, micro_f1, offset_lags, onset_lags, overall_ascent, overall_latency,
+                        stage2_durations)
 from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
 
 SR = 16000
@@ -860,6 +861,32 @@ def test_overall_ascent_takes_the_quicker_of_two_equal_gains():
     got = overall_ascent({k: v[0] for k, v in pool.items()}, pool, waits, {"a": 4, "b": 4}, 0.3)
     assert (got["a"].values[-1], got["b"].values[-1]) == (0.0, 1.0)
     assert overall_latency(got, waits) == pytest.approx(0.2)
+
+
+def test_overall_ascent_at_a_quantile_keeps_the_share_of_quick_decisions():
+    """Twelve matched events, all decided in 0.1 s: ``a``'s four and ``b``'s eight. Holding
+    ``a`` back gains most and decides its four in 0.6 s, which leaves the median at 0.1 s; holding
+    ``b`` back too decides its eight in 0.2 s. Within a 0.3 s median both are held back. At the
+    0.75 quantile the same budget asks nine of the twelve decided within 0.3 s, which ``a`` held
+    back breaks, so only ``b`` is. Quantile 0.5 is the median: the default."""
+    cand = dominance_candidate
+    pool = {"a": [cand(0.0, 4, 20), cand(1.0, 4, 5)], "b": [cand(0.0, 8, 16), cand(1.0, 8, 12)]}
+    waits = {("a", 0.0): [0.1] * 4, ("a", 1.0): [0.6] * 4, ("b", 0.0): [0.1] * 8, ("b", 1.0): [0.2] * 8}
+    n_ref, start = {"a": 4, "b": 8}, {k: v[0] for k, v in pool.items()}
+    median = overall_ascent(start, pool, waits, n_ref, 0.3)
+    assert median == overall_ascent(start, pool, waits, n_ref, 0.3, quantile=0.5)
+    assert (median["a"].values[-1], median["b"].values[-1]) == (1.0, 1.0)
+    quick = overall_ascent(start, pool, waits, n_ref, 0.3, quantile=0.75)
+    assert (quick["a"].values[-1], quick["b"].values[-1]) == (0.0, 1.0)
+    assert overall_latency(quick, waits, 0.75) <= 0.3 < overall_latency(median, waits, 0.75)
+    assert micro_f1(start, n_ref) < micro_f1(quick, n_ref) < micro_f1(median, n_ref)
+
+
+def test_tune_refuses_an_overall_quantile_outside_0_1():
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(TuneError, match="--overall-quantile"):
+            check_quantile(bad)
+    check_quantile(0.67)
 
 
 def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_path, tmp_path):
