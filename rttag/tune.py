@@ -524,8 +524,9 @@ def overall_latency(choice: dict[str, Candidate], waits: Mapping[tuple[str, floa
                     quantile: float = 0.5) -> float:
     """The ``quantile`` (0.5: the median) of the decision latencies (s) over the matched events
     of every class of ``choice`` together (``waits``: by label and dominance, the latencies of
-    the class's matched events); NaN when nothing matched. Within S at quantile q: at least the
-    share q of the matched events is decided within S s."""
+    the class's matched events); NaN when nothing matched. Interpolated linearly, as
+    ``np.median`` is, so 0.5 gives the median ``rttag eval`` reports; within S s at quantile q,
+    the share q of the matched events, to within one event, is decided within S s."""
     at = FIELDS.index("dominance")
     everything = [w for label, c in choice.items() for w in waits[label, c.values[at]]]
     return float(np.quantile(everything, quantile)) if everything else float("nan")
