@@ -486,12 +486,12 @@ def place_offsets(split: Split, runs: dict, labels: Sequence[str], timing: Frame
 def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming, placed: dict[str, Candidate],
               n_ref: dict[str, int], budgets: Mapping[str, float],
               max_overall_latency_s: float | None = None, min_recall: float = 0.0,
-              overall_quantile: float = 0.5) -> tuple[dict[str, Candidate], float]:
+              overall_quantile: float = 0.5) -> tuple[dict[str, Candidate], np.ndarray]:
     """``placed`` (a candidate per class with events, offsets placed) with each class's
     ``dominance`` of :data:`GRID_DOMINANCE` chosen for the micro event F1 (see the module
     docstring); classes without events stay silent meanwhile, as in :func:`place_offsets`.
-    Returns the choice and its overall latency: the median decision latency (s) over every
-    matched event of every class together (NaN when nothing matched).
+    Returns the choice and the decision latencies (s) of every matched event of every class
+    together (:func:`chosen_latencies`).
 
     Each class keeps its budget (``budgets``, s) on its own, as in the other stages. With
     ``max_overall_latency_s``, that choice is then the start of :func:`overall_ascent`, which may
@@ -517,19 +517,24 @@ def hold_back(split: Split, runs: dict, labels: Sequence[str], timing: FrameTimi
     choice = joint_choice(allowed, start, n_ref, dict.fromkeys(allowed, float("inf")), min_recall)
     if max_overall_latency_s is not None:
         choice = overall_ascent(choice, pool, waits, n_ref, max_overall_latency_s, min_recall, overall_quantile)
-    return choice, overall_latency(choice, waits)
+    return choice, chosen_latencies(choice, waits)
+
+
+def chosen_latencies(choice: dict[str, Candidate], waits: Mapping[tuple[str, float], Sequence[float]]) -> np.ndarray:
+    """The decision latencies (s) of the matched events of every class of ``choice`` together
+    (``waits``: by label and dominance, the latencies of the class's matched events)."""
+    at = FIELDS.index("dominance")
+    return np.array([w for label, c in choice.items() for w in waits[label, c.values[at]]], dtype=float)
 
 
 def overall_latency(choice: dict[str, Candidate], waits: Mapping[tuple[str, float], Sequence[float]],
                     quantile: float = 0.5) -> float:
-    """The ``quantile`` (0.5: the median) of the decision latencies (s) over the matched events
-    of every class of ``choice`` together (``waits``: by label and dominance, the latencies of
-    the class's matched events); NaN when nothing matched. Interpolated linearly, as
-    ``np.median`` is, so 0.5 gives the median ``rttag eval`` reports; within S s at quantile q,
-    the share q of the matched events, to within one event, is decided within S s."""
-    at = FIELDS.index("dominance")
-    everything = [w for label, c in choice.items() for w in waits[label, c.values[at]]]
-    return float(np.quantile(everything, quantile)) if everything else float("nan")
+    """The ``quantile`` (0.5: the median) of :func:`chosen_latencies` (s); NaN when nothing
+    matched. Interpolated linearly, as ``np.median`` is, so 0.5 gives the median ``rttag eval``
+    reports; within S s at quantile q, the share q of the matched events, to within one event,
+    is decided within S s."""
+    everything = chosen_latencies(choice, waits)
+    return float(np.quantile(everything, quantile)) if len(everything) else float("nan")
 
 
 def overall_ascent(start: dict[str, Candidate], pool: Mapping[str, Sequence[Candidate]],
@@ -577,9 +582,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     F1 figures on ``split`` over the classes with events: ``class_micro_f1`` (each class's own
     best, offsets not yet placed), ``choice_micro_f1`` (the ``objective``'s choice, offsets not
     yet placed), ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the
-    final choice, with dominance); and ``overall_latency_s``, the final choice's median
-    decision latency over all matched events together (``max_overall_latency_s`` and
-    ``overall_quantile``: see :func:`hold_back`)."""
+    final choice, with dominance); ``overall_latency_s``, the final choice's median decision
+    latency over all matched events together, and ``overall_within``, the share of them decided
+    within ``max_overall_latency_s`` (None without it; it and ``overall_quantile``: see
+    :func:`hold_back`)."""
     if objective not in OBJECTIVES:
         raise TuneError(f"objective {objective!r}: not one of {', '.join(OBJECTIVES)}")
     if over_budget not in OVER_BUDGET:
@@ -673,7 +679,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         choice = by_class if objective == "class" else joint_choice(allowed, by_class, n_ref, budgets, min_recall)
         placed = place_offsets(split, runs, labels, timing, choice)
         t0 = time.perf_counter()
-        final, overall_latency = hold_back(split, runs, labels, timing, placed, n_ref, budgets,
+        final, latencies = hold_back(split, runs, labels, timing, placed, n_ref, budgets,
                                            max_overall_latency_s, min_recall, overall_quantile)
         log.info("dominance: %d settings, %.0f s", len(GRID_DOMINANCE), time.perf_counter() - t0)
         over = [label for label in tuned if label not in guarded and final[label].files_held_on > max_held_files]
@@ -696,7 +702,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                          "held_on_ok": bool(not c or c.files_held_on <= max_held_files), "tuned": c is not None}
     summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref),
                "choice_micro_f1": micro_f1(choice, n_ref), "placed_micro_f1": micro_f1(placed, n_ref),
-               "micro_f1": micro_f1(final, n_ref), "overall_latency_s": overall_latency}
+               "micro_f1": micro_f1(final, n_ref),
+               "overall_latency_s": float(np.median(latencies)) if len(latencies) else float("nan"),
+               "overall_within": (float(np.mean(latencies <= max_overall_latency_s)) if len(latencies) else float("nan"))
+               if max_overall_latency_s is not None else None}
     return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report, summary
 
 
@@ -767,7 +776,9 @@ def run(args) -> int:
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.4f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "
           f"{summary['choice_micro_f1']:.3f} before offsets; {summary['class_micro_f1']:.3f} with each "
-          f"class's own best); median decision latency over all matched events {summary['overall_latency_s']:.3f} s")
+          f"class's own best); median decision latency over all matched events {summary['overall_latency_s']:.3f} s"
+          + (f", {summary['overall_within']:.3f} of them within {args.max_overall_latency:g} s"
+             if summary["overall_within"] is not None else ""))
     if args.dry_run:
         return 0
     write_smoother(src, dst, params)

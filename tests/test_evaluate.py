@@ -727,6 +727,7 @@ def test_tune_holds_back_a_class_that_fires_on_another_class_s_events():
     params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback_params(2))
     assert params.dominance[0] > 0.6 / 0.9 and summary["micro_f1"] == pytest.approx(1.0)
     assert summary["placed_micro_f1"] == pytest.approx(2 * 8 / (8 + 12))  # before dominance: 4 false dogs
+    assert summary["overall_within"] is None  # no overall budget asked for
     assert report["dog"]["event_f1"] == pytest.approx(1.0)
     without = replace(params, dominance=(0.0, params.dominance[1]))
     dets = smooth(p, ["dog", "bird"], without, timing, runs["a.wav"].t_end, logmel)
@@ -757,6 +758,7 @@ def test_tune_may_let_a_class_wait_while_the_overall_latency_holds():
                                      max_overall_latency_s=0.25)
     assert params.dominance[0] > 0.6 / 0.9 and report["dog"]["latency_s"] > 0.5
     assert not report["dog"]["within_budget"] and summary["overall_latency_s"] <= 0.25
+    assert summary["overall_within"] == pytest.approx(0.6)  # the six birds of ten matched events
     assert summary["micro_f1"] > summary["placed_micro_f1"]
     split, runs, _, _ = confused_dog(3, bird_leads_dog_s=0.5)
     params, report, summary = choose(split, runs, ["dog", "bird"], timing, fallback_params(2),
