@@ -680,7 +680,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         placed = place_offsets(split, runs, labels, timing, choice)
         t0 = time.perf_counter()
         final, latencies = hold_back(split, runs, labels, timing, placed, n_ref, budgets,
-                                           max_overall_latency_s, min_recall, overall_quantile)
+                                     max_overall_latency_s, min_recall, overall_quantile)
         log.info("dominance: %d settings, %.0f s", len(GRID_DOMINANCE), time.perf_counter() - t0)
         over = [label for label in tuned if label not in guarded and final[label].files_held_on > max_held_files]
         if not over:
@@ -700,12 +700,14 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
                          "budget_s": budgets.get(label, max_latency_s), "n_ref": n_ref[label],
                          "files_held_on": c.files_held_on if c else 0,
                          "held_on_ok": bool(not c or c.files_held_on <= max_held_files), "tuned": c is not None}
+    nothing = not len(latencies)
+    within = None if max_overall_latency_s is None else (
+        float("nan") if nothing else float(np.mean(latencies <= max_overall_latency_s)))
     summary = {"objective": objective, "class_micro_f1": micro_f1(by_class, n_ref),
                "choice_micro_f1": micro_f1(choice, n_ref), "placed_micro_f1": micro_f1(placed, n_ref),
                "micro_f1": micro_f1(final, n_ref),
-               "overall_latency_s": float(np.median(latencies)) if len(latencies) else float("nan"),
-               "overall_within": (float(np.mean(latencies <= max_overall_latency_s)) if len(latencies) else float("nan"))
-               if max_overall_latency_s is not None else None}
+               "overall_latency_s": float("nan") if nothing else float(np.median(latencies)),
+               "overall_within": within}
     return SmootherParams(*(tuple(chosen[f]) for f in FIELDS)), report, summary
 
 
