@@ -939,6 +939,21 @@ def test_tune_stage1_min_on_from_the_command_line(dataset, model_path):
     assert proc.returncode != 0 and err == ["rttag: error: --stage1-min-on 0.15: not one of 0, 0.05, 0.1, 0.2, 0.3"]
 
 
+def test_tune_overall_quantile_from_the_command_line(dataset, model_path):
+    """With --max-overall-latency the summary line gives the share of matched events decided
+    within it; an --overall-quantile outside (0, 1) is one error line before the model runs."""
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run",
+                     "--max-overall-latency", "0.3", "--overall-quantile", "0.6")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert re.search(r"median decision latency over all matched events [0-9.]+ s, [01]\.[0-9]{3} of them within 0\.3 s",
+                     proc.stdout.decode()), proc.stdout.decode()
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--max-overall-latency", "0.3",
+                     "--overall-quantile", "1")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and err == [
+        "rttag: error: --overall-quantile 1: a share of the matched events, above 0 and below 1"]
+
+
 def test_tune_refuses_the_test_split(dataset, model_path, tmp_path):
     proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--split", "test")
     err = proc.stderr.decode().strip().splitlines()
