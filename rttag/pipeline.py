@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.2
 STALL_S = 2.0
-"""A live source that delivers nothing for this long (s) is treated as lost."""
+"""A live source that delivers nothing for this long (s) after it has delivered audio is treated as lost."""
+FIRST_AUDIO_S = 6.0
+"""How long (s) a live source may take to deliver its first audio before it is treated as lost. The
+first input stream a freshly started PulseAudio server opens delivered its first audio after 2.0 s
+on the test machines (later ones after 0.2 s); declaring such a device lost and reopening it loses
+the audio it was about to deliver."""
 RECONNECT_EVERY_S = 1.0
 
 
@@ -100,6 +105,7 @@ class Pipeline:
         last_data_read = ring.read_index
         stalled_reads = 0
         lost_device = False
+        heard = False  # has the source delivered any audio yet?
         try:
             while not self.stop_requested.is_set():
                 chunk = ring.read(self.block_size, timeout=READ_TIMEOUT_S)
@@ -112,13 +118,14 @@ class Pipeline:
                     consume(np.zeros(chunk.lost, dtype=np.float32))
                 if len(chunk.samples):
                     consume(chunk.samples)
-                    last_data_read, stalled_reads = ring.read_index, 0
+                    last_data_read, stalled_reads, heard = ring.read_index, 0, True
                     if lost_device:
                         lost_device = False
                         self.emit(StatusEvent(name, "reconnected", chunk.start / sr))
                 elif source.live:
                     stalled_reads += 1
-                    if not lost_device and (not source.alive or stalled_reads * READ_TIMEOUT_S >= STALL_S):
+                    patience = STALL_S if heard else FIRST_AUDIO_S
+                    if not lost_device and (not source.alive or stalled_reads * READ_TIMEOUT_S >= patience):
                         lost_device = True
                         self.emit(StatusEvent(name, "device_lost", last_data_read / sr,
                                               {"detail": "no audio from the device; trying to reopen it"}))

@@ -1,5 +1,8 @@
 """The streaming path gives the same events whatever the block sizes."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,6 +11,7 @@ from hypothesis import strategies as st
 
 from rttag.capture import FileSource
 from rttag.events import JsonlSink, OffEvent, OnEvent, StatusEvent
+from rttag import pipeline as pipeline_module
 from rttag.pipeline import Pipeline
 from rttag.runtime import OnnxModel
 from conftest import tone_bursts
@@ -150,3 +154,51 @@ def test_device_lost_then_reconnected(model):
     statuses = [(e.status, e.t) for e in events if isinstance(e, StatusEvent)]
     assert [s for s, _ in statuses] == ["started", "device_lost", "reconnected", "stopped"]
     assert statuses[1][1] == 1.0 and src.restarts == 1
+
+
+class SlowToStartDevice(ChunkSource):
+    """A live source whose first audio comes 3 s after it is opened, as the first stream of a
+    freshly started PulseAudio server's does after about 2 s (a real server's delay sits too close
+    to the 2 s stall limit to test with; this one is a stand-in, everything downstream is real)."""
+
+    live = True
+    alive = True
+
+    def __init__(self, signal, delay_s):
+        super().__init__(signal, [len(signal)])
+        self.delay_s = delay_s
+        self.restarts = 0
+
+    def start(self, ring):
+        def deliver():
+            time.sleep(self.delay_s)
+            ring.write(self.signal)
+            ring.close()
+        threading.Thread(target=deliver, daemon=True).start()
+
+    def restart(self):
+        self.restarts += 1
+        return True
+
+
+def test_a_device_slow_to_deliver_its_first_audio_is_not_reopened(model):
+    y = tone_bursts()
+    src = SlowToStartDevice(y, delay_s=3.0)
+    events = []
+    Pipeline(model, model.info.smoother, events.append).run(src)
+    statuses = [(e.status, e.t) for e in events if isinstance(e, StatusEvent)]
+    assert [s for s, _ in statuses] == ["started", "stopped"] and src.restarts == 0
+    assert statuses[-1][1] == len(y) / 16000  # every sample it delivered is in the stream
+
+
+def test_a_device_that_never_delivers_is_lost_after_the_first_audio_wait(model, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "FIRST_AUDIO_S", 1.0)
+    src = SlowToStartDevice(tone_bursts(), delay_s=60.0)
+    events = []
+    pipe = Pipeline(model, model.info.smoother, events.append)
+    timer = threading.Timer(2.0, pipe.stop_requested.set)
+    timer.start()
+    pipe.run(src)
+    timer.join()
+    statuses = [(e.status, e.t) for e in events if isinstance(e, StatusEvent)]
+    assert [s for s, _ in statuses] == ["started", "device_lost", "stopped"] and src.restarts >= 1
