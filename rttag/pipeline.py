@@ -105,7 +105,6 @@ class Pipeline:
         last_data_read = ring.read_index
         stalled_reads = 0
         lost_device = False
-        heard = False  # has the source delivered any audio yet?
         try:
             while not self.stop_requested.is_set():
                 chunk = ring.read(self.block_size, timeout=READ_TIMEOUT_S)
@@ -118,13 +117,13 @@ class Pipeline:
                     consume(np.zeros(chunk.lost, dtype=np.float32))
                 if len(chunk.samples):
                     consume(chunk.samples)
-                    last_data_read, stalled_reads, heard = ring.read_index, 0, True
+                    last_data_read, stalled_reads = ring.read_index, 0
                     if lost_device:
                         lost_device = False
                         self.emit(StatusEvent(name, "reconnected", chunk.start / sr))
                 elif source.live:
                     stalled_reads += 1
-                    patience = STALL_S if heard else FIRST_AUDIO_S
+                    patience = STALL_S if last_data_read else FIRST_AUDIO_S  # the ring counts from 0: 0 = no audio yet
                     if not lost_device and (not source.alive or stalled_reads * READ_TIMEOUT_S >= patience):
                         lost_device = True
                         self.emit(StatusEvent(name, "device_lost", last_data_read / sr,
