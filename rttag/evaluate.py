@@ -33,13 +33,15 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
 * how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
-  percentile intervals from resampling the split's files with replacement (``--bootstrap``
-  rounds; the file is the unit, since the events of one soundscape share its background and
-  level), and for every system scored on the same labels as the first one, its difference
-  in micro F1 from the first on the same resamples — a paired interval, far narrower than
-  the two intervals side by side suggest; on the same resamples, intervals of the excess
-  ``on`` rate and of the median latency, and each such system's excess ``on`` rate as a
-  multiple of the first's (the jitter target compares a baseline with the crnn this way).
+  percentile intervals over ``--bootstrap`` rounds of a two-way bootstrap over the split's
+  files and their source recordings (``--bootstrap-unit recording``, the default where the
+  dataset's ``manifest.json`` lists them; see :mod:`rttag.intervals`), or over the files only
+  (``file``); and for every system scored on the same labels as the first one, its difference
+  in micro F1 from the first on the same rounds — a paired interval, far narrower than the
+  two intervals side by side suggest; on the same rounds, intervals of the excess ``on`` rate,
+  of the median latency and of the files with a class held on, and each such system's excess
+  ``on`` rate as a multiple of the first's (the jitter target compares a baseline with the
+  crnn this way).
 
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
@@ -54,7 +56,7 @@ import logging
 import time
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -63,6 +65,7 @@ import numpy as np
 from .errors import RttagError
 from .events import OffEvent, OnEvent
 from .frontend import FrontendParams
+from .intervals import BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, UNITS, add_intervals, resampling
 from .smoother import FIELDS as SMOOTHER_FIELDS, Smoother, SmootherParams
 
 log = logging.getLogger(__name__)
@@ -80,9 +83,6 @@ HELD_COVER = 0.9
 """A label's predicted events covering at least this share of a file hold it on there..."""
 HELD_REF_BELOW = 0.5
 """...when its reference events cover less than this share of the file."""
-BOOTSTRAP_ROUNDS = 2000
-"""Default resamples of the files for the intervals (F1, jitter, latency)."""
-BOOTSTRAP_SEED = 0
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0,
          "alpha_st": 1.0, "unit_of_time": "hour", "max_efpr": 100.0}
 PSDS2 = {"dtc_threshold": 0.1, "gtc_threshold": 0.1, "cttc_threshold": 0.3, "alpha_ct": 0.5,
@@ -122,12 +122,15 @@ class Detection:
 @dataclass(frozen=True)
 class Split:
     """The files of one split: ``paths`` and ``durations`` (s) by file name (relative to
-    ``data/audio/SPLIT``), and the merged reference events by file name (sorted)."""
+    ``data/audio/SPLIT``), the merged reference events by file name (sorted), and the source
+    recordings mixed into each file, ``{file: {label: [recording id, ...]}}`` (background under
+    ``"background"``; empty where the dataset does not list them: see :func:`read_recordings`)."""
 
     name: str
     paths: dict
     durations: dict
     reference: dict
+    recordings: dict = field(default_factory=dict)
 
     @property
     def minutes(self) -> float:
@@ -137,7 +140,7 @@ class Split:
         """The same files with reference events of ``labels`` only."""
         keep = set(labels)
         return Split(self.name, self.paths, self.durations,
-                     {f: [e for e in evs if e.label in keep] for f, evs in self.reference.items()})
+                     {f: [e for e in evs if e.label in keep] for f, evs in self.reference.items()}, self.recordings)
 
 
 def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
@@ -187,9 +190,34 @@ def read_reference(tsv: Path, labels: Optional[Sequence[str]] = None,
     return dict(events)
 
 
+def read_recordings(data_dir: Path, split: str, names: Sequence[str]) -> dict:
+    """The source recordings of each file of ``names`` (relative to ``DIR/audio/SPLIT``) from
+    ``DIR/manifest.json`` (what ``rttag data build`` writes): ``{file: {label: [recording id,
+    ...]}}``, a recording's id being ``package:path``. Empty where the manifest is missing, has no
+    clips for ``split``, or lacks (the sources of) one of ``names``: a partial list would weigh
+    files unevenly."""
+    manifest = data_dir / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        splits = json.loads(manifest.read_text(encoding="utf-8")).get("splits", {})
+        if split not in splits:
+            return {}
+        clips, prefix = splits[split]["clips"], f"audio/{split}/"
+        found = {}
+        for clip in clips:
+            by_label = defaultdict(list)
+            for src in clip["sources"]:
+                by_label[src["label"]].append(f"{src['package']}:{src['path']}")
+            found[clip["file"].removeprefix(prefix)] = dict(by_label)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EvalError(f"{manifest}: cannot read the clips of split {split!r} ({exc!r})") from None
+    return {n: found[n] for n in names} if all(found.get(n) for n in names) else {}
+
+
 def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]] = None) -> Split:
-    """Read ``DIR/metadata/SPLIT.tsv`` (see :func:`read_reference`) and the audio files of
-    ``DIR/audio/SPLIT``.
+    """Read ``DIR/metadata/SPLIT.tsv`` (see :func:`read_reference`), the audio files of
+    ``DIR/audio/SPLIT`` and, where ``DIR/manifest.json`` lists them, their source recordings.
 
     Every audio file in the folder is evaluated (those absent from the TSV have no events).
     ``labels``: when given, a label outside it is an error.
@@ -215,7 +243,8 @@ def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise EvalError(f"{p}: cannot read audio ({exc})") from None
         durations[name] = info.frames / info.samplerate
-    return Split(split, paths, durations, {name: merge_events(events.get(name, [])) for name in paths})
+    return Split(split, paths, durations, {name: merge_events(events.get(name, [])) for name in paths},
+                 read_recordings(data_dir, split, list(paths)))
 
 
 # ------------------------------------------------------------------ running systems
@@ -373,32 +402,33 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     ``precision``, ``recall``, ``macro_f1``, ``macro_er`` and ``per_class`` (f1, er, n_ref,
     n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
     Both also hold ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels (events, or
-    label-segments), and ``event`` holds ``per_file_class``: ``{file: {label: [n_tp, n_ref,
-    n_sys]}}`` (labels with any count only): the counts :func:`intervals` resamples."""
+    label-segments), and ``per_file_class``: ``{file: {label: [n_tp, n_ref, n_sys]}}`` (labels
+    with any count only): the counts :mod:`rttag.intervals` resamples."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
                                                    empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
-    per_file, per_file_class = {"event": {}, "segment": {}}, {}
+    per_file, per_file_class = {"event": {}, "segment": {}}, {"event": {}, "segment": {}}
     counts = ("Ntp", "Nref", "Nsys")
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
         before = {"event": dict(event.overall), "segment": dict(segment.overall)}  # sed_eval accumulates file by file
-        before_class = {label: dict(event.class_wise[label]) for label in labels}
+        before_class = {kind: {label: dict(metric.class_wise[label]) for label in labels}
+                        for kind, metric in (("event", event), ("segment", segment))}
         event.evaluate(ref, est)
         segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
         for kind, metric in (("event", event), ("segment", segment)):
             per_file[kind][name] = [int(round(metric.overall[k] - before[kind][k])) for k in counts]
-        by_class = {label: [int(round(event.class_wise[label][k] - before_class[label][k])) for k in counts]
-                    for label in labels}
-        per_file_class[name] = {label: c for label, c in by_class.items() if any(c)}
+            by_class = {label: [int(round(metric.class_wise[label][k] - before_class[kind][label][k])) for k in counts]
+                        for label in labels}
+            per_file_class[kind][name] = {label: c for label, c in by_class.items() if any(c)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
-        return {"event": {**_summary(event.results(), labels), "per_file": per_file["event"],
-                          "per_file_class": per_file_class},
-                "segment": {**_summary(segment.results(), labels), "per_file": per_file["segment"]}}
+        return {kind: {**_summary(metric.results(), labels), "per_file": per_file[kind],
+                       "per_file_class": per_file_class[kind]}
+                for kind, metric in (("event", event), ("segment", segment))}
 
 
 def _summary(r: dict, labels: Sequence[str]) -> dict:
@@ -511,7 +541,8 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
     ``wait_of``: the smoother's wait of a detection (:func:`smoother_wait`); its median over the
     matched detections is ``wait_median_s`` (None without it). ``per_file``: by file name,
     ``sys`` and ``ref``, the predicted and reference events per label of ``labels`` (in that
-    order), and ``latencies`` (s) of its matched events: what :func:`intervals` resamples."""
+    order), ``latencies`` (s) of its matched events and ``latency_labels``, their labels: what
+    :mod:`rttag.intervals` resamples."""
     minutes = split.minutes
     short = 0
     per_file = {}
@@ -528,7 +559,7 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
         for (e, d), latency in zip(pairs, latencies):
             by_label[e.label].append((latency, wait_of(d) if wait_of else None))
         per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
-                          "latencies": latencies}
+                          "latencies": latencies, "latency_labels": [e.label for e, _ in pairs]}
     n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
                     for k in ("sys", "ref"))  # events per label over all files
     n_refs = int(n_ref.sum())
@@ -636,113 +667,6 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
     return scores
 
 
-def _resampled_f1(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
-    """F1 = 2·ΣTP / (ΣNref + ΣNsys) from per-file [tp, ref, sys] counts, for each row of
-    ``picks`` (rounds × files, indices into ``names``); 0 where nothing is referenced or
-    predicted."""
-    counts = np.array([per_file[n] for n in names], dtype=np.float64)  # files × (tp, ref, sys)
-    sums = counts[picks].sum(axis=1)
-    denom = sums[:, 1] + sums[:, 2]
-    return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
-
-
-def _resampled_excess(per_file: dict, names: Sequence[str], minutes: np.ndarray, picks: np.ndarray) -> np.ndarray:
-    """Excess ``on`` events per minute, Σ over labels of max(0, ΣNsys − ΣNref) / Σ minutes,
-    for each row of ``picks``; ``minutes`` per file, in the order of ``names``."""
-    sys_ = np.array([per_file[n]["sys"] for n in names], dtype=np.float64)  # files × labels
-    ref = np.array([per_file[n]["ref"] for n in names], dtype=np.float64)
-    excess = np.maximum(sys_[picks].sum(axis=1) - ref[picks].sum(axis=1), 0).sum(axis=1)
-    return excess / minutes[picks].sum(axis=1)
-
-
-def _resampled_median(per_file: dict, names: Sequence[str], picks: np.ndarray) -> np.ndarray:
-    """The median of the latencies (s) of the resampled files, each file's latencies counted as
-    often as it is drawn (what ``np.median`` of the concatenated draw gives), for each row of
-    ``picks``; NaN where the draw holds no latency."""
-    values = [np.asarray(per_file[n]["latencies"], dtype=np.float64) for n in names]
-    flat = np.concatenate(values + [np.zeros(0)])
-    owner = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)] + [np.zeros(0, dtype=int)])
-    order = np.argsort(flat, kind="stable")
-    flat, owner = flat[order], owner[order]
-    if not len(flat):
-        return np.full(len(picks), np.nan)
-    draws = np.stack([np.bincount(row, minlength=len(names)) for row in picks])  # rounds × files
-    cum = np.cumsum(draws[:, owner], axis=1)  # rounds × latencies, ascending latency
-    total = cum[:, -1]
-    below = np.argmax(cum > ((total - 1) // 2)[:, None], axis=1)  # the two middle elements
-    above = np.argmax(cum > (total // 2)[:, None], axis=1)
-    return np.where(total > 0, 0.5 * (flat[below] + flat[above]), np.nan)
-
-
-def _ci95(values: np.ndarray) -> list[float]:
-    """The 2.5th and 97.5th percentiles of resampled figures (NaN rounds left out)."""
-    return [float(v) for v in np.nanpercentile(values, (2.5, 97.5))]
-
-
-def intervals(systems: dict, split: Split, rounds: int = BOOTSTRAP_ROUNDS, seed: int = BOOTSTRAP_SEED) -> None:
-    """95 % percentile intervals over ``rounds`` resamples of the split's files (the same
-    resamples for every system and figure), added to each system's scores:
-
-    * ``scores["event"]`` and ``scores["segment"]``: ``micro_f1_ci95`` ([low, high]); for each
-      later system with the same labels as the first, ``vs_first``: the first system's name,
-      the difference in micro F1 (this − first) and its interval. Each class with reference
-      events gets ``f1_ci95`` in ``scores["event"]["per_class"]``.
-    * ``scores["stream"]`` (where it has ``per_file``): ``excess_on_per_min_ci95``,
-      ``latency_median_s_ci95``, and for the same later systems ``vs_first``: ``ratio``, this
-      system's excess ``on`` rate as a multiple of the first's, and its interval (NaN rounds,
-      where the first has no excess, left out).
-    * ``scores["held_on"]`` (where it has ``file_names``): ``files_ci95``, the interval of the
-      number of files with a class held on."""
-    names = list(split.paths)
-    if rounds <= 0 or not systems:
-        return
-    picks = np.random.default_rng(seed).integers(0, len(names), size=(rounds, len(names)))
-    first_key = next(iter(systems))
-    first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
-    paired = [key for key, s in systems.items()
-              if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels]
-    _f1_intervals(systems, names, picks, first_key, paired)
-    minutes = np.array([split.durations[n] / 60.0 for n in names])
-    excess = {key: _resampled_excess(s["scores"]["stream"]["per_file"], names, minutes, picks)
-              for key, s in systems.items() if "per_file" in s["scores"].get("stream", {})}
-    for key, resampled in excess.items():
-        st = systems[key]["scores"]["stream"]
-        st["excess_on_per_min_ci95"] = _ci95(resampled)
-        st["latency_median_s_ci95"] = _ci95(_resampled_median(st["per_file"], names, picks)) \
-            if st["latency_median_s"] is not None else None
-        if key in paired and first_key in excess:
-            first = systems[first_key]["scores"]["stream"]["excess_on_per_min"]
-            ratio = np.divide(resampled, excess[first_key], out=np.full(rounds, np.nan), where=excess[first_key] > 0)
-            st["vs_first"] = {"system": first_key,
-                              "ratio": st["excess_on_per_min"] / first if first > 0 else None,
-                              "ci95": _ci95(ratio) if np.isfinite(ratio).any() else None}
-    for s in systems.values():
-        held = s["scores"].get("held_on")
-        if held and "file_names" in held:
-            flags = np.isin(names, held["file_names"]).astype(float)
-            held["files_ci95"] = _ci95(flags[picks].sum(axis=1))
-
-
-def _f1_intervals(systems: dict, names: Sequence[str], picks: np.ndarray, first_key: str,
-                  paired: Sequence[str]) -> None:
-    """The F1 part of :func:`intervals`."""
-    for kind in ("event", "segment"):
-        resampled = {key: _resampled_f1(s["scores"][kind]["per_file"], names, picks) for key, s in systems.items()}
-        first_f1 = systems[first_key]["scores"][kind]["micro_f1"] or 0.0
-        for key, s in systems.items():
-            scores = s["scores"][kind]
-            scores["micro_f1_ci95"] = _ci95(resampled[key])
-            if key in paired:
-                scores["vs_first"] = {"system": first_key, "diff": (scores["micro_f1"] or 0.0) - first_f1,
-                                      "ci95": _ci95(resampled[key] - resampled[first_key])}
-    for s in systems.values():
-        event = s["scores"]["event"]
-        for label, pc in event["per_class"].items():
-            if pc["n_ref"] > 0:
-                counts = {n: event["per_file_class"][n].get(label, [0, 0, 0]) for n in names}
-                pc["f1_ci95"] = _ci95(_resampled_f1(counts, names, picks))
-
-
 # ------------------------------------------------------------------------ command
 
 
@@ -773,7 +697,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, metavar="ROUNDS",
-                        help="resamples of the files for the intervals (0: none)")
+                        help="bootstrap rounds for the intervals (0: none)")
+    parser.add_argument("--bootstrap-unit", choices=UNITS, default="recording",
+                        help="resample files and their source recordings (default; files only where the "
+                             "dataset's manifest.json does not list the recordings), or files only")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -797,8 +724,15 @@ def _held_cell(held: dict) -> str:
     return f"{held['files']} ({100 * held['files_share']:.0f} %)" if held["files_share"] is not None else ""
 
 
-def format_table(systems: dict) -> str:
-    """The main table and the per-class event-F1 table (Markdown) from ``systems``."""
+RESAMPLED = {"recording": "resampling files and source recordings", "file": "resampling the files"}
+"""How the interval tables name each bootstrap unit."""
+
+
+def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] = None) -> str:
+    """The main table and the per-class event-F1 table (Markdown) from ``systems``; ``unit``:
+    the bootstrap unit of their intervals (:data:`rttag.intervals.UNITS`); ``recordings``: the
+    distinct source recordings per label (:func:`recordings_per_label`), shown under the
+    per-class intervals where given."""
     head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 | PSDS2 "
             "| excess on/min | short spurious/min | files with a class held on | latency median (s) | latency p90 (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -869,7 +803,7 @@ def format_table(systems: dict) -> str:
         vs = f"difference from {first['system']} ({first['smoother']})"
         head5 = (f"| system | smoother | event F1 micro | 95 % interval | {vs} | 95 % interval of the difference "
                  f"| segment F1 | 95 % interval | {vs} | 95 % interval of the difference |")
-        lines += ["", "Micro F1, resampling the files (95 % percentile intervals; the difference is "
+        lines += ["", f"Micro F1, {RESAMPLED[unit]} (95 % percentile intervals; the difference is "
                   "paired, on the same resamples):", "", head5, "|" + "---|" * (head5.count("|") - 1)]
         for s in with_ci:
             cells = [s["system"], s["smoother"]]
@@ -886,13 +820,15 @@ def format_table(systems: dict) -> str:
             lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
                 f"{_fmt(pc[k]['f1'])} ({_fmt(pc[k]['f1_ci95'][0])}–{_fmt(pc[k]['f1_ci95'][1])})"
                 if k in pc and "f1_ci95" in pc[k] else "" for k in labels) + " |")
+        if recordings:
+            lines.append("| distinct source recordings | | " + " | ".join(str(recordings.get(k, 0)) for k in labels) + " |")
     with_stream_ci = [s for s in systems.values() if "excess_on_per_min_ci95" in s["scores"]["stream"]]
     if with_stream_ci:
         first = next(iter(systems.values()))
         head6 = (f"| system | smoother | excess on/min | 95 % interval "
                  f"| as a multiple of {first['system']} ({first['smoother']})'s | 95 % interval of the ratio "
                  "| latency median (s) | 95 % interval |")
-        lines += ["", "Jitter and latency, resampling the files (the same resamples; the ratio is paired):", "",
+        lines += ["", f"Jitter and latency, {RESAMPLED[unit]} (the same resamples; the ratio is paired):", "",
                   head6, "|" + "---|" * (head6.count("|") - 1)]
         for s in with_stream_ci:
             st = s["scores"]["stream"]
@@ -947,10 +883,16 @@ def run(args) -> int:
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls))
-    intervals(systems, split, rounds=args.bootstrap)
-    print(format_table(systems))
+    unit = args.bootstrap_unit
+    if unit == "recording" and not split.recordings:
+        log.warning("%s/manifest.json does not list the source recordings of split %s: "
+                    "the intervals resample files only", args.data, split.name)
+        unit = "file"
+    weights = resampling(list(split.paths), split.recordings, rounds=args.bootstrap, unit=unit)
+    add_intervals(systems, weights, np.array([split.durations[n] / 60.0 for n in weights.names]))
+    print(format_table(systems, weights.unit, recordings_per_label(split)))
     if args.json:
-        _write_json(args.json, split, systems, walls, args)
+        _write_json(args.json, split, systems, walls, args, weights)
     if args.plots:
         out = Path(args.plots)
         out.mkdir(parents=True, exist_ok=True)
@@ -990,17 +932,29 @@ def _params_dict(params: SmootherParams, labels: Sequence[str]) -> dict:
     return {k: dict(zip(labels, getattr(params, k))) for k in SMOOTHER_FIELDS}
 
 
+def recordings_per_label(split: Split) -> dict:
+    """The number of distinct source recordings per label (background included) over the split's
+    files; empty where the split does not list them."""
+    found = defaultdict(set)
+    for by_label in split.recordings.values():
+        for label, recs in by_label.items():
+            found[label].update(recs)
+    return {label: len(recs) for label, recs in sorted(found.items())}
+
+
 def _busiest_file(split: Split) -> str:
     return max(split.paths, key=lambda n: (len({e.label for e in split.reference[n]}), len(split.reference[n]), n))
 
 
-def _write_json(path: str, split: Split, systems: dict, walls: dict, args) -> None:
+def _write_json(path: str, split: Split, systems: dict, walls: dict, args, weights) -> None:
     doc = {"split": split.name, "data": str(args.data), "files": len(split.paths), "minutes": split.minutes,
            "reference_events": sum(len(v) for v in split.reference.values()),
+           "source_recordings": recordings_per_label(split),
            "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
                         "short_s": SHORT_S, **PSDS_SCENARIOS, "psds_resolution": args.psds_resolution,
                         "frames_per_call": 1, "providers": args.providers,
-                        "bootstrap_rounds": args.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED},
+                        "bootstrap_rounds": args.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED,
+                        "bootstrap_unit": weights.unit, "bootstrap_recordings": weights.recordings},
            "systems": systems, "wall_s": walls}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log.info("figures written to %s", path)

@@ -69,6 +69,9 @@ def test_conditions_keep_the_length_and_repeat_for_a_seed(condition):
 
 def test_the_copy_keeps_names_lengths_and_reference_repeats_and_eval_reads_it(tmp_path, model_path):
     data = write_burst_dataset(tmp_path / "data", {"test": (1, 2)})
+    (data / "manifest.json").write_text(json.dumps({"splits": {"test": {"clips": [
+        {"file": f"audio/test/{p.name}", "sources": [{"label": "music", "package": "p", "path": "a.ogg"}]}
+        for p in (data / "audio" / "test").iterdir()]}}}))
     runs = []
     for out in (tmp_path / "room1", tmp_path / "room2"):
         proc = run_rttag("data", "degrade", "--data", str(data), "--condition", "room", "--out", str(out))
@@ -79,6 +82,7 @@ def test_the_copy_keeps_names_lengths_and_reference_repeats_and_eval_reads_it(tm
         assert sorted(p.name for p in (out / "audio" / "test").iterdir()) == names
         assert (out / "metadata" / "test.tsv").read_text() == (data / "metadata" / "test.tsv").read_text()
         assert json.loads((out / "degrade.json").read_text())["condition"] == "room"
+        assert (out / "manifest.json").read_bytes() == (data / "manifest.json").read_bytes()
     for name in names:
         info = sf.info(str(runs[0] / "audio" / "test" / name))
         assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
@@ -87,7 +91,7 @@ def test_the_copy_keeps_names_lengths_and_reference_repeats_and_eval_reads_it(tm
     out = tmp_path / "eval.json"
     proc = run_rttag("eval", "--data", str(runs[0]), "--models", str(model_path), "--no-silero", "--json", str(out))
     assert proc.returncode == 0, proc.stderr.decode()
-    assert json.loads(out.read_text())
+    assert json.loads(out.read_text())["settings"]["bootstrap_unit"] == "recording"  # the copied manifest
 
 
 def test_bad_input_is_one_error_line(tmp_path):

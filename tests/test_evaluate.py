@@ -14,9 +14,10 @@ import scipy.signal
 import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, _resampled_median, covered_s, detection_places, format_table, held_on, intervals,
+                            PLACES, covered_s, detection_places, format_table, held_on,
                             merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
                             smooth_runs, system_names)
+from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
@@ -92,94 +93,14 @@ def test_per_file_counts_add_up_to_the_micro_f1():
         assert 2 * tp / (ref + sys_) == pytest.approx(kind["micro_f1"])
     assert ev["per_file_class"] == {"a.wav": {"dog": [1, 1, 1], "bird": [0, 1, 1]}, "b.wav": {"dog": [0, 1, 0]},
                                     "c.wav": {"dog": [0, 0, 1]}}
-    for label, pc in ev["per_class"].items():
-        assert [pc["n_tp"], pc["n_ref"], pc["n_sys"]] == list(
-            np.sum([f.get(label, [0, 0, 0]) for f in ev["per_file_class"].values()], axis=0))
-
-
-def _system(per_file: dict, labels=("dog",), segment_per_file: dict | None = None) -> dict:
-    """Scores as sed_scores gives them, from per-file [tp, ref, sys] counts (the segment counts
-    default to the event counts)."""
-    def kind(counts):
-        tp, ref, sys_ = np.sum(list(counts.values()), axis=0)
-        return {"micro_f1": 2 * tp / (ref + sys_), "per_file": counts,
-                "per_class": {label: {"n_ref": int(ref)} for label in labels}}
-    event = kind(per_file)
-    event["per_file_class"] = {n: {labels[0]: c} for n, c in per_file.items()}  # all counts on the first label
-    return {"scores": {"event": event, "segment": kind(segment_per_file or per_file)}}
-
-
-def test_bootstrap_intervals_hold_the_estimate_and_the_paired_difference_sees_a_consistent_gain():
-    rng = np.random.default_rng(1)
-    names = [f"f{i}" for i in range(60)]
-    base = {n: [int(rng.integers(0, 3)), 4, 4] for n in names}  # 0-2 hits of 4 events per file
-    better = {n: [tp + (i % 4 == 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}  # one more hit in every 4th file
-    worse_segments = {n: [max(tp - (i % 3 == 0), 0), r, s] for i, (n, (tp, r, s)) in enumerate(base.items())}
-    systems = {"a/tuned": _system(base), "a/raw": _system(base), "b/tuned": _system(better, segment_per_file=worse_segments),
-               "peer/streaming": _system(base, labels=("speech",))}
-    intervals(systems, split_of({}, dict.fromkeys(names, 20.0)), rounds=500)
-    for s in systems.values():
-        for kind in ("event", "segment"):
-            low, high = s["scores"][kind]["micro_f1_ci95"]
-            assert low < s["scores"][kind]["micro_f1"] < high
-        (pc,) = s["scores"]["event"]["per_class"].values()  # one label: its interval is the micro one
-        assert pc["f1_ci95"] == s["scores"]["event"]["micro_f1_ci95"]
-    assert "vs_first" not in systems["a/tuned"]["scores"]["event"]  # the reference itself
-    assert "vs_first" not in systems["peer/streaming"]["scores"]["event"]  # other labels: not comparable
-    same = systems["a/raw"]["scores"]["event"]["vs_first"]
-    assert same["system"] == "a/tuned" and same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
-    gain = systems["b/tuned"]["scores"]["event"]["vs_first"]
-    assert gain["diff"] == pytest.approx(15 / 240) and 0 < gain["ci95"][0] <= gain["ci95"][1]
-    loss = systems["b/tuned"]["scores"]["segment"]["vs_first"]  # each metric is paired with its own counts
-    assert loss["diff"] < 0 and loss["ci95"][0] <= loss["ci95"][1] < 0
-    assert "vs_first" not in systems["peer/streaming"]["scores"]["segment"]
-    # unpaired, the two intervals overlap although no file lost: what the paired figure is for
-    assert systems["b/tuned"]["scores"]["event"]["micro_f1_ci95"][0] < systems["a/tuned"]["scores"]["event"]["micro_f1_ci95"][1]
-
-
-def test_stream_intervals_hold_the_estimates_and_the_ratio_sees_twice_the_jitter():
-    rng = np.random.default_rng(2)
-    names = [f"f{i}" for i in range(40)]
-    reference = {n: [RefEvent(2.0 + 5 * k, 3.0 + 5 * k, "dog") for k in range(3)] for n in names}
-    split = split_of(reference, dict.fromkeys(names, 20.0))
-
-    def detections(extra: int) -> dict:
-        """Each reference event found 0.1-0.5 s late, plus ``extra`` (±1) stray dogs per file."""
-        dets = {}
-        for n in names:
-            found = [Detection("dog", e.onset, e.offset, e.onset + float(rng.uniform(0.1, 0.5))) for e in reference[n]]
-            stray = [Detection("dog", 16.0 + 0.5 * k, 16.2 + 0.5 * k, 16.0 + 0.5 * k)
-                     for k in range(extra + int(rng.integers(-1, 2)))]
-            dets[n] = found + stray
-        return dets
-
-    systems = {}
-    for key, extra in (("crnn/tuned", 2), ("baseline/tuned", 4)):
-        systems[key] = {"system": key.split("/")[0], "smoother": "tuned",
-                        "scores": score_system(split, detections(extra), ["dog"], None)}
-    intervals(systems, split, rounds=400)
-    for s in systems.values():
-        st = s["scores"]["stream"]
-        low, high = st["excess_on_per_min_ci95"]
-        assert low < st["excess_on_per_min"] < high
-        lat_low, lat_high = st["latency_median_s_ci95"]
-        assert 0.1 <= lat_low <= st["latency_median_s"] <= lat_high <= 0.5
-    assert "vs_first" not in systems["crnn/tuned"]["scores"]["stream"]
-    ratio = systems["baseline/tuned"]["scores"]["stream"]["vs_first"]
-    crnn, base = (systems[k]["scores"]["stream"]["excess_on_per_min"] for k in ("crnn/tuned", "baseline/tuned"))
-    assert ratio["system"] == "crnn/tuned" and ratio["ratio"] == pytest.approx(base / crnn)
-    assert 1.5 < ratio["ci95"][0] < ratio["ratio"] < ratio["ci95"][1] < 3.0
-    assert "Jitter and latency, resampling the files" in format_table(systems)
-
-
-def test_resampled_median_equals_the_median_of_the_drawn_files():
-    per_file = {"a": {"latencies": [0.3, 0.1]}, "b": {"latencies": []}, "c": {"latencies": [0.2, 0.9, 0.4]}}
-    names = list(per_file)
-    picks = np.random.default_rng(3).integers(0, 3, size=(200, 3))
-    got = _resampled_median(per_file, names, picks)
-    for row, value in zip(picks, got):
-        drawn = [x for i in row for x in per_file[names[i]]["latencies"]]
-        assert value == pytest.approx(np.median(drawn)) if drawn else np.isnan(value)
+    assert seg["per_file_class"] == {"a.wav": {"dog": [2, 2, 2], "bird": [1, 1, 1]}, "b.wav": {"dog": [0, 2, 0]},
+                                     "c.wav": {"dog": [0, 0, 1]}}
+    for kind in (ev, seg):  # the per-class counts add up to the class figures and to each file's micro counts
+        for label, pc in kind["per_class"].items():
+            assert [pc["n_tp"], pc["n_ref"], pc["n_sys"]] == list(
+                np.sum([f.get(label, [0, 0, 0]) for f in kind["per_file_class"].values()], axis=0))
+        for name, counts in kind["per_file"].items():
+            assert counts == list(np.sum(list(kind["per_file_class"][name].values()), axis=0))
 
 
 def test_offset_collar_is_twenty_percent_of_long_events():
@@ -420,6 +341,38 @@ def test_load_split_errors_are_clear(dataset, tmp_path):
         load_split(tmp_path, "test", labels=("dog",))
 
 
+def _manifest(root: Path, clips: list) -> None:
+    """``root/manifest.json`` as ``rttag data build`` writes it, with ``clips`` of the test split."""
+    (root / "manifest.json").write_text(json.dumps({"seed": 0, "splits": {"test": {"clips": clips}}}))
+
+
+def _clip(name: str, *sources: tuple[str, str, str]) -> dict:
+    return {"file": f"audio/test/{name}", "duration_s": 6.0,
+            "sources": [{"label": label, "package": package, "path": path, "licence": "GPL-2"}
+                        for label, package, path in sources]}
+
+
+def test_load_split_reads_the_source_recordings_from_the_manifest(dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root)
+    assert load_split(root, "test").recordings == {}  # no manifest
+    clips = [_clip("bursts3.wav", ("background", "p", "rain.ogg"), ("music", "p", "a.ogg"), ("music", "q", "b.ogg")),
+             _clip("bursts4.wav", ("music", "p", "a.ogg"))]
+    _manifest(root, clips)
+    assert load_split(root, "test").recordings == {}  # quiet.wav is not listed: no partial weights
+    _manifest(root, clips + [_clip("quiet.wav", ("background", "p", "rain.ogg"))])
+    split = load_split(root, "test")
+    assert split.recordings["bursts3.wav"] == {"background": ["p:rain.ogg"], "music": ["p:a.ogg", "q:b.ogg"]}
+    assert split.only(["speech"]).recordings == split.recordings
+    assert load_split(root, "validation").recordings == {}  # the manifest has no validation clips
+    (root / "manifest.json").write_text('{"splits": {"test": {"clips": [{"file": "x"}]}}}')
+    with pytest.raises(EvalError, match="cannot read the clips of split 'test'"):
+        load_split(root, "test")
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(EvalError, match="manifest.json: cannot read"):
+        load_split(root, "test")
+
+
 # --------------------------------------------------------------- the commands
 
 
@@ -446,6 +399,9 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert "Where the detections fall" in table
     assert "Micro F1, resampling the files" in table and "Event F1 per class with its 95 % interval" in table
     assert doc["settings"]["bootstrap_rounds"] == 2000
+    # the tone-burst dataset has no manifest.json: the intervals say they resample files only
+    assert doc["settings"]["bootstrap_unit"] == "file" and doc["settings"]["bootstrap_recordings"] == 0
+    assert "resample files only" in proc.stderr.decode()
     for s in doc["systems"].values():
         for kind in ("event", "segment"):
             low, high = s["scores"][kind]["micro_f1_ci95"]
@@ -492,6 +448,35 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
         assert b[kind].pop("vs_first") == {"system": "a/tuned", "diff": 0.0, "ci95": [0.0, 0.0]}
     assert b["stream"].pop("vs_first") == {"system": "a/tuned", "ratio": 1.0, "ci95": [1.0, 1.0]}
     assert a == b  # the same weights
+
+
+def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(dataset, model_path, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root)
+    _manifest(root, [_clip("bursts3.wav", ("background", "p", "rain.ogg"), ("music", "p", "a.ogg")),
+                     _clip("bursts4.wav", ("background", "p", "wind.ogg"), ("music", "p", "a.ogg")),
+                     _clip("quiet.wav", ("background", "p", "rain.ogg"))])
+    docs = {}
+    for unit in ("recording", "file"):
+        out = tmp_path / f"{unit}.json"
+        proc = run_rttag("eval", "--data", str(root), "--models", str(model_path), "--no-silero", "--bootstrap", "300",
+                         "--bootstrap-unit", unit, "--json", str(out))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "resample files only" not in proc.stderr.decode()
+        heading = {"recording": "resampling files and source recordings", "file": "resampling the files"}[unit]
+        assert f"Micro F1, {heading}" in proc.stdout.decode()
+        docs[unit] = json.loads(out.read_text())
+        assert docs[unit]["settings"]["bootstrap_unit"] == unit
+    assert docs["recording"]["settings"]["bootstrap_recordings"] == 3 and docs["file"]["settings"]["bootstrap_recordings"] == 0
+    assert docs["file"]["source_recordings"] == {"background": 2, "music": 1}
+    labels = list(docs["file"]["systems"]["test-gru/tuned"]["scores"]["event"]["per_class"])
+    row = "| distinct source recordings | | " + " | ".join("1" if k == "music" else "0" for k in labels) + " |"
+    assert row in proc.stdout.decode().splitlines()
+    by_rec, by_file = (docs[u]["systems"]["test-gru/tuned"]["scores"] for u in ("recording", "file"))
+    assert by_rec["event"]["micro_f1"] == by_file["event"]["micro_f1"]  # the same figure, other intervals
+    for scores in (by_rec, by_file):
+        low, high = scores["event"]["micro_f1_ci95"]
+        assert low <= scores["event"]["micro_f1"] <= high
 
 
 def test_eval_command_errors_are_one_line(dataset, model_path, tmp_path):
@@ -1043,25 +1028,12 @@ def test_held_on_counts_a_class_stuck_over_a_file_not_a_long_true_event():
     assert f"| m | tuned | 3 | 2 (67 %) | {low:.0f} – {high:.0f} | dog 2, bird 1 |" in table.splitlines()
 
 
-def test_held_on_files_get_a_resampled_interval():
-    names = [f"f{i}" for i in range(60)]
-    system = _system({n: [1, 2, 2] for n in names})
-    system["scores"]["held_on"] = {"pairs": 15, "files": 15, "files_share": 0.25, "file_names": names[::4],
-                                   "per_class": {"dog": 15}}
-    never = _system({n: [1, 2, 2] for n in names})
-    never["scores"]["held_on"] = {"pairs": 0, "files": 0, "files_share": 0.0, "file_names": [], "per_class": {"dog": 0}}
-    systems = {"a/tuned": system, "b/tuned": never}
-    intervals(systems, split_of({}, dict.fromkeys(names, 20.0)), rounds=500)
-    low, high = system["scores"]["held_on"]["files_ci95"]
-    assert 5 < low < 15 < high < 25
-    assert never["scores"]["held_on"]["files_ci95"] == [0.0, 0.0]
-
-
 def _held_table(split, dets) -> tuple[str, dict]:
     """format_table's output for one system scored on ``dets``, with resampling intervals, and its held-on figures."""
     systems = {"m/tuned": {"system": "m", "smoother": "tuned",
                            "scores": score_system(split, dets, ["music", "dog", "bird"], None)}}
-    intervals(systems, split, rounds=200)
+    add_intervals(systems, resampling(list(split.paths), {}, rounds=200, unit="file"),
+                  np.array([split.durations[n] / 60.0 for n in split.paths]))
     return format_table(systems), systems["m/tuned"]["scores"]["held_on"]
 
 

@@ -12,8 +12,8 @@ this command writes a copy of one split with every file put through one fixed co
             then the mic's gain
 
 Output (``--out``): ``audio/SPLIT/*.wav`` (16 kHz mono PCM16, the input's names and lengths),
-``metadata/SPLIT.tsv`` and ``ATTRIBUTION.md`` copied from ``--data`` (the audio is derived from
-the same recordings) and ``degrade.json`` (the condition and its settings). Each file's random
+``metadata/SPLIT.tsv``, ``ATTRIBUTION.md`` and ``manifest.json`` copied from ``--data`` (the audio
+is derived from the same recordings; ``rttag eval`` reads them from the manifest) and ``degrade.json`` (the condition and its settings). Each file's random
 parts (room response, noise) are drawn from a seed made of its name and the condition, so the
 output is the same on every run. A file whose peak would pass 0.99 is scaled down to 0.99.
 """
@@ -114,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
         y = degrade(x, args.condition, np.random.default_rng(file_seed(f.name, args.condition)))
         sf.write(str(audio_out / f.name), y, SR, subtype="PCM_16")
     shutil.copyfile(tsv, out / "metadata" / tsv.name)
-    if (data / "ATTRIBUTION.md").is_file():
-        shutil.copyfile(data / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
+    for name in ("ATTRIBUTION.md", "manifest.json"):
+        if (data / name).is_file():
+            shutil.copyfile(data / name, out / name)
     settings = {"condition": args.condition, "split": args.split, "source": str(data), "files": len(files),
                 "rt60_s": RT60_S, "wet": WET, "snr_db": SNR_DB, "band_hz": list(BAND_HZ), "gain_db": GAIN_DB}
     (out / "degrade.json").write_text(json.dumps(settings, indent=2) + "\n")
