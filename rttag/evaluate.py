@@ -32,6 +32,9 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
+* per source recording (where the dataset's ``manifest.json`` lists them): each class's event
+  counts summed over the files that hold one recording of it, and in the table how many of the
+  class's recordings get at least one hit — which of the sources the model recognises at all;
 * how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
   percentile intervals over ``--bootstrap`` rounds of a two-way bootstrap over the split's
   files and their source recordings (``--bootstrap-unit recording``, the default where the
@@ -664,7 +667,27 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
                             **{k: v for k, v in
                                stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
                                if k not in ("per_file", "per_class")}}
+    if split.recordings:
+        scores["event"]["per_recording"] = per_recording(split, scores["event"]["per_file_class"], labels)
     return scores
+
+
+def per_recording(split: Split, per_file_class: dict, labels: Sequence[str]) -> dict:
+    """Event counts per source recording: ``{label: {recording: [n_tp, n_ref, n_sys, files]}}``,
+    summed over the (file, label) cells whose file holds exactly one recording of the label
+    (where it holds several, the manifest does not say which event is which), for the
+    recordings with reference events there. ``per_file_class``: from :func:`sed_scores`."""
+    out: dict = {label: {} for label in labels}
+    for name, by_label in split.recordings.items():
+        for label in labels:
+            recs = set(by_label.get(label, []))
+            if len(recs) != 1:
+                continue
+            tp, ref, sys_ = per_file_class.get(name, {}).get(label, [0, 0, 0])
+            counts = out[label].setdefault(recs.pop(), [0, 0, 0, 0])
+            for i, v in enumerate((tp, ref, sys_, 1)):
+                counts[i] += v
+    return {label: {r: c for r, c in sorted(recs.items()) if c[1] > 0} for label, recs in out.items()}
 
 
 # ------------------------------------------------------------------------ command
@@ -822,6 +845,14 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
                 if k in pc and "f1_ci95" in pc[k] else "" for k in labels) + " |")
         if recordings:
             lines.append("| distinct source recordings | | " + " | ".join(str(recordings.get(k, 0)) for k in labels) + " |")
+    with_rec = [s for s in systems.values() if "per_recording" in s["scores"]["event"]]
+    if with_rec:
+        lines += ["", "Source recordings with at least one hit, of those scored (the recordings whose files hold "
+                  "no other recording of the label):", "", head2, "|" + "---|" * (head2.count("|") - 1)]
+        for s in with_rec:
+            pr = s["scores"]["event"]["per_recording"]
+            lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
+                f"{sum(c[0] > 0 for c in pr[k].values())}/{len(pr[k])}" if pr.get(k) else "" for k in labels) + " |")
     with_stream_ci = [s for s in systems.values() if "excess_on_per_min_ci95" in s["scores"]["stream"]]
     if with_stream_ci:
         first = next(iter(systems.values()))

@@ -450,6 +450,23 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     assert a == b  # the same weights
 
 
+def test_per_recording_counts_the_files_that_hold_one_recording_of_a_label():
+    ref = {"a.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(4.0, 5.0, "dog")], "b.wav": [RefEvent(1.0, 2.0, "dog")],
+           "c.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(3.0, 4.0, "bird")], "d.wav": [RefEvent(6.0, 7.0, "bird")]}
+    recordings = {"a.wav": {"dog": ["rex"]}, "b.wav": {"dog": ["fido"]}, "c.wav": {"dog": ["rex", "fido"], "bird": ["tit"]},
+                  "d.wav": {"background": ["rain"], "bird": ["tit", "tit"]}}  # one recording twice is one recording
+    split = replace(split_of(ref, dict.fromkeys(ref, 8.0)), recordings=recordings)
+    dets = {"a.wav": [Detection("dog", 1.0, 2.0, 1.1)], "c.wav": [Detection("dog", 1.0, 2.0, 1.1)],
+            "d.wav": [Detection("bird", 6.0, 7.0, 6.1), Detection("dog", 6.0, 7.0, 6.1)]}
+    scores = score_system(split, dets, ["dog", "bird", "water"], None)
+    pr = scores["event"]["per_recording"]
+    assert pr["dog"] == {"fido": [0, 1, 0, 1], "rex": [1, 2, 1, 1]}  # c.wav holds both: left out
+    assert pr["bird"] == {"tit": [1, 2, 1, 2]} and pr["water"] == {}
+    table = format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
+    assert "| m | tuned | 1/2 | 1/1 |  |" in table.splitlines()
+    assert "per_recording" not in score_system(split_of(ref, dict.fromkeys(ref, 8.0)), dets, ["dog", "bird"], None)["event"]
+
+
 def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(dataset, model_path, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(dataset, root)
@@ -473,6 +490,8 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
     row = "| distinct source recordings | | " + " | ".join("1" if k == "music" else "0" for k in labels) + " |"
     assert row in proc.stdout.decode().splitlines()
     by_rec, by_file = (docs[u]["systems"]["test-gru/tuned"]["scores"] for u in ("recording", "file"))
+    assert set(by_rec["event"]["per_recording"]["music"]) == {"p:a.ogg"}  # one music recording, in two files
+    assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][3] == 2
     assert by_rec["event"]["micro_f1"] == by_file["event"]["micro_f1"]  # the same figure, other intervals
     for scores in (by_rec, by_file):
         low, high = scores["event"]["micro_f1_ci95"]
