@@ -15,8 +15,9 @@ Two units:
   times the mean count of that label's recordings in the file, or of all the file's recordings
   where it has none of the label (false alarms over a file depend on whatever it holds). A
   file-level figure (its minutes of audio, whether a class is held on through it) takes the
-  file's count times the mean count of all its recordings. Such intervals are slightly
-  conservative: the two-way bootstrap counts the cell-level noise twice.
+  file's count times the mean count of all its recordings. Owen's analysis of this bootstrap
+  (the pigeonhole bootstrap, 2007) finds it mildly conservative: it counts the noise of single
+  cells more than once.
 
 Every interval is the 2.5th–97.5th percentile over the rounds; the same rounds serve every
 system and figure, so a difference between two systems on them is paired.
