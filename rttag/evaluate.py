@@ -921,9 +921,10 @@ def run(args) -> int:
         unit = "file"
     weights = resampling(list(split.paths), split.recordings, rounds=args.bootstrap, unit=unit)
     add_intervals(systems, weights, np.array([split.durations[n] / 60.0 for n in weights.names]))
-    print(format_table(systems, weights.unit, recordings_per_label(split)))
+    recordings = recordings_per_label(split)
+    print(format_table(systems, weights.unit, recordings))
     if args.json:
-        _write_json(args.json, split, systems, walls, args, weights)
+        _write_json(args.json, split, systems, walls, args, weights, recordings)
     if args.plots:
         out = Path(args.plots)
         out.mkdir(parents=True, exist_ok=True)
@@ -977,10 +978,10 @@ def _busiest_file(split: Split) -> str:
     return max(split.paths, key=lambda n: (len({e.label for e in split.reference[n]}), len(split.reference[n]), n))
 
 
-def _write_json(path: str, split: Split, systems: dict, walls: dict, args, weights) -> None:
+def _write_json(path: str, split: Split, systems: dict, walls: dict, args, weights, recordings: dict) -> None:
     doc = {"split": split.name, "data": str(args.data), "files": len(split.paths), "minutes": split.minutes,
            "reference_events": sum(len(v) for v in split.reference.values()),
-           "source_recordings": recordings_per_label(split),
+           "source_recordings": recordings,
            "settings": {"t_collar_s": T_COLLAR_S, "offset_fraction": OFFSET_FRACTION, "segment_s": SEGMENT_S,
                         "short_s": SHORT_S, **PSDS_SCENARIOS, "psds_resolution": args.psds_resolution,
                         "frames_per_call": 1, "providers": args.providers,

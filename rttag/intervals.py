@@ -132,8 +132,9 @@ def resampled_median(per_file: dict, w: Resampling) -> np.ndarray:
             weights.append(w.cell(label)[:, j])
     if not values:
         return np.full(w.rounds, np.nan)
-    order = np.argsort(np.asarray(values, dtype=np.float64), kind="stable")
-    flat = np.asarray(values, dtype=np.float64)[order]
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    flat = values[order]
     cum = np.cumsum(np.stack(weights, axis=1)[:, order], axis=1)  # rounds × latencies, ascending latency
     half = cum[:, -1:] / 2
     lower = np.argmax(cum >= half, axis=1)  # the two middle elements (one where the total is odd)
@@ -163,9 +164,9 @@ def add_intervals(systems: dict, w: Resampling, minutes: np.ndarray) -> None:
     if not systems or not w.rounds:
         return
     first_key = next(iter(systems))
-    first_labels = list(systems[first_key]["scores"]["event"]["per_class"])
+    first_labels = set(systems[first_key]["scores"]["event"]["per_class"])
     paired = [key for key, s in systems.items()
-              if key != first_key and set(s["scores"]["event"]["per_class"]) == set(first_labels)]
+              if key != first_key and set(s["scores"]["event"]["per_class"]) == first_labels]
     _f1_intervals(systems, w, first_key, paired)
     excess = {key: resampled_excess(s["scores"]["stream"]["per_file"], list(s["scores"]["stream"]["per_class"]),
                                     minutes, w)

@@ -117,6 +117,15 @@ def make_gru_model(path: Path, seed: int = 0, metadata: dict | None = None, n_me
     return path
 
 
+def split_of(reference: dict, durations: dict, recordings: dict | None = None):
+    """A :class:`rttag.evaluate.Split` of the files of ``durations`` (s) with their ``reference``
+    events (merged) and, where given, their source ``recordings``."""
+    from rttag.evaluate import Split, merge_events
+
+    return Split("test", {n: Path(n) for n in durations}, durations,
+                 {n: merge_events(reference.get(n, [])) for n in durations}, recordings or {})
+
+
 def tone_bursts(seconds: float = 6.0, sr: int = 16000, seed: int = 1) -> np.ndarray:
     """Quiet noise with loud tone bursts (float32 mono): on/off material for the test model."""
     rng = np.random.default_rng(seed)

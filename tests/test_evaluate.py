@@ -25,14 +25,9 @@ from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneE
                         check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
                         latency_lists, micro_f1, offset_lags, onset_lags, overall_ascent, overall_latency,
                         stage2_durations)
-from conftest import BURSTS, run_rttag, tone_bursts, write_burst_dataset
+from conftest import BURSTS, run_rttag, split_of, tone_bursts, write_burst_dataset
 
 SR = 16000
-
-
-def split_of(reference: dict, durations: dict) -> Split:
-    return Split("test", {n: Path(n) for n in durations}, durations,
-                 {n: merge_events(reference.get(n, [])) for n in durations})
 
 
 @pytest.fixture(scope="module")
@@ -455,7 +450,7 @@ def test_per_recording_counts_the_files_that_hold_one_recording_of_a_label():
            "c.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(3.0, 4.0, "bird")], "d.wav": [RefEvent(6.0, 7.0, "bird")]}
     recordings = {"a.wav": {"dog": ["rex"]}, "b.wav": {"dog": ["fido"]}, "c.wav": {"dog": ["rex", "fido"], "bird": ["tit"]},
                   "d.wav": {"background": ["rain"], "bird": ["tit", "tit"]}}  # one recording twice is one recording
-    split = replace(split_of(ref, dict.fromkeys(ref, 8.0)), recordings=recordings)
+    split = split_of(ref, dict.fromkeys(ref, 8.0), recordings)
     dets = {"a.wav": [Detection("dog", 1.0, 2.0, 1.1)], "c.wav": [Detection("dog", 1.0, 2.0, 1.1)],
             "d.wav": [Detection("bird", 6.0, 7.0, 6.1), Detection("dog", 6.0, 7.0, 6.1)]}
     scores = score_system(split, dets, ["dog", "bird", "water"], None)

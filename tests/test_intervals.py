@@ -1,19 +1,13 @@
 """Bootstrap intervals: the file bootstrap against explicit resampling, the two-way bootstrap
 over files and source recordings, and the figures each interval is built around."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from rttag.evaluate import Detection, RefEvent, Split, format_table, merge_events, score_system
+from rttag.evaluate import Detection, RefEvent, Split, format_table, score_system
 from rttag.intervals import (BOOTSTRAP_SEED, add_intervals, resampled_excess, resampled_f1, resampled_median,
                              resampling)
-
-
-def split_of(reference: dict, durations: dict, recordings: dict | None = None) -> Split:
-    return Split("test", {n: Path(n) for n in durations}, durations,
-                 {n: merge_events(reference.get(n, [])) for n in durations}, recordings or {})
+from conftest import split_of
 
 
 def file_intervals(systems: dict, split: Split, rounds: int) -> None:
