@@ -32,13 +32,15 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   a reference onset of their label, that overlap a reference event of their label with the
   onset further off, that overlap only reference events of *other* labels (confusion), or
   that overlap no reference event at all (background);
-* per source recording (where the dataset's ``manifest.json`` lists them): each class's event
-  counts summed over the files that hold one recording of it, and in the table how many of the
-  class's recordings get at least one hit — which of the sources the model recognises at all;
+* per source recording (where the dataset's ``manifest.json`` says which recordings each event
+  holds): each recording's reference events and how many were detected (sed_eval's own
+  matching, :func:`event_hits`), and in the table how many of the class's recordings get at
+  least one hit — which of the sources the model recognises at all;
 * how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
   percentile intervals over ``--bootstrap`` rounds of a two-way bootstrap over the split's
-  files and their source recordings (``--bootstrap-unit recording``, the default where the
-  dataset's ``manifest.json`` lists them; see :mod:`rttag.intervals`), or over the files only
+  files and their source recordings, each reference event weighed by the recordings mixed into
+  it (``--bootstrap-unit recording``, the default where the dataset's ``manifest.json`` lists
+  them; see :mod:`rttag.intervals`), or over the files only
   (``file``); and for every system scored on the same labels as the first one, its difference
   in micro F1 from the first on the same rounds — a paired interval, far narrower than the
   two intervals side by side suggest; on the same rounds, intervals of the excess ``on`` rate,
@@ -59,7 +61,7 @@ import logging
 import time
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -104,11 +106,14 @@ class EvalError(RttagError):
 
 @dataclass(frozen=True)
 class RefEvent:
-    """A reference event: onset and offset in s."""
+    """A reference event: onset and offset in s; ``sources``: the ids (``package:path``) of the
+    recordings mixed into it, where the dataset's ``manifest.json`` says (empty where it does
+    not; not compared)."""
 
     onset: float
     offset: float
     label: str
+    sources: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,11 @@ class Split:
     def minutes(self) -> float:
         return sum(self.durations.values()) / 60.0
 
+    @property
+    def events_attributed(self) -> bool:
+        """Whether every reference event knows the recordings mixed into it (``RefEvent.sources``)."""
+        return bool(self.recordings) and all(e.sources for evs in self.reference.values() for e in evs)
+
     def only(self, labels: Sequence[str]) -> "Split":
         """The same files with reference events of ``labels`` only."""
         keep = set(labels)
@@ -147,13 +157,15 @@ class Split:
 
 
 def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
-    """Sorted events with overlapping or touching same-label events merged into one."""
+    """Sorted events with overlapping or touching same-label events merged into one (holding the
+    sources of both)."""
     out: list[RefEvent] = []
     open_by_label: dict[str, int] = {}
     for e in sorted(events, key=lambda e: (e.onset, e.offset, e.label)):
         i = open_by_label.get(e.label)
         if i is not None and e.onset <= out[i].offset:
-            out[i] = RefEvent(out[i].onset, max(out[i].offset, e.offset), e.label)
+            out[i] = RefEvent(out[i].onset, max(out[i].offset, e.offset), e.label,
+                              tuple(dict.fromkeys(out[i].sources + e.sources)))
             continue
         open_by_label[e.label] = len(out)
         out.append(e)
@@ -193,29 +205,44 @@ def read_reference(tsv: Path, labels: Optional[Sequence[str]] = None,
     return dict(events)
 
 
-def read_recordings(data_dir: Path, split: str, names: Sequence[str]) -> dict:
+def read_recordings(data_dir: Path, split: str, names: Sequence[str]) -> tuple[dict, dict]:
     """The source recordings of each file of ``names`` (relative to ``DIR/audio/SPLIT``) from
-    ``DIR/manifest.json`` (what ``rttag data build`` writes): ``{file: {label: [recording id,
-    ...]}}``, a recording's id being ``package:path``. Empty where the manifest is missing, has no
-    clips for ``split``, or lacks (the sources of) one of ``names``: a partial list would weigh
-    files unevenly."""
+    ``DIR/manifest.json`` (what ``rttag data build`` writes), a recording's id being
+    ``package:path``. Returns ``(recordings, events)``: ``recordings`` is ``{file: {label:
+    [recording id, ...]}}``, empty where the manifest is missing, has no clips for ``split``, or
+    lacks (the sources of) one of ``names`` (a partial list would weigh files unevenly);
+    ``events`` is ``{file: {(onset, offset, label): (recording id, ...)}}``, the recordings mixed
+    into each reference event (onset and offset in s as the TSV writes them), empty unless
+    ``recordings`` is full and the manifest lists every clip's events (manifests written before
+    rttag recorded them do not)."""
     manifest = data_dir / "manifest.json"
     if not manifest.is_file():
-        return {}
+        return {}, {}
     try:
         splits = json.loads(manifest.read_text(encoding="utf-8")).get("splits", {})
         if split not in splits:
-            return {}
+            return {}, {}
         clips, prefix = splits[split]["clips"], f"audio/{split}/"
-        found = {}
+        found, found_events = {}, {}
         for clip in clips:
+            name = clip["file"].removeprefix(prefix)
             by_label = defaultdict(list)
             for src in clip["sources"]:
                 by_label[src["label"]].append(f"{src['package']}:{src['path']}")
-            found[clip["file"].removeprefix(prefix)] = dict(by_label)
+            found[name] = dict(by_label)
+            if "events" in clip:
+                by_event = defaultdict(tuple)
+                for e in clip["events"]:
+                    key = (float(e["onset"]), float(e["offset"]), e["label"])
+                    by_event[key] = tuple(dict.fromkeys(by_event[key] + tuple(
+                        f"{src['package']}:{src['path']}" for src in e["sources"])))
+                found_events[name] = dict(by_event)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EvalError(f"{manifest}: cannot read the clips of split {split!r} ({exc!r})") from None
-    return {n: found[n] for n in names} if all(found.get(n) for n in names) else {}
+    if not all(found.get(n) for n in names):
+        return {}, {}
+    return {n: found[n] for n in names}, \
+        ({n: found_events[n] for n in names} if all(n in found_events for n in names) else {})
 
 
 def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]] = None) -> Split:
@@ -246,8 +273,11 @@ def load_split(data_dir: str | Path, split: str, labels: Optional[Sequence[str]]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise EvalError(f"{p}: cannot read audio ({exc})") from None
         durations[name] = info.frames / info.samplerate
-    return Split(split, paths, durations, {name: merge_events(events.get(name, [])) for name in paths},
-                 read_recordings(data_dir, split, list(paths)))
+    recordings, sources = read_recordings(data_dir, split, list(paths))
+    if sources:
+        events = {name: [replace(e, sources=sources[name].get((e.onset, e.offset, e.label), ())) for e in evs]
+                  for name, evs in events.items()}
+    return Split(split, paths, durations, {name: merge_events(events.get(name, [])) for name in paths}, recordings)
 
 
 # ------------------------------------------------------------------ running systems
@@ -406,7 +436,10 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     n_sys, n_tp by label). F1 in [0, 1]; None where sed_eval has nothing to divide by.
     Both also hold ``per_file``: ``{file: [n_tp, n_ref, n_sys]}`` over all labels (events, or
     label-segments), and ``per_file_class``: ``{file: {label: [n_tp, n_ref, n_sys]}}`` (labels
-    with any count only): the counts :mod:`rttag.intervals` resamples."""
+    with any count only): the counts :mod:`rttag.intervals` resamples; ``event`` also holds
+    ``hits``: ``{file: {label: [0 or 1, ...]}}``, for each of the file's reference events of that
+    label in order, whether sed_eval's matching counts it detected (:func:`event_hits`; labels
+    with reference events only)."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
@@ -414,9 +447,14 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
     per_file, per_file_class = {"event": {}, "segment": {}}, {"event": {}, "segment": {}}
+    hits = {}
     counts = ("Ntp", "Nref", "Nsys")
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
+        file_hits = event_hits(event, ref, est)
+        hits[name] = {}
+        for h, e in zip(file_hits, ref):
+            hits[name].setdefault(e["event_label"], []).append(h)
         before = {"event": dict(event.overall), "segment": dict(segment.overall)}  # sed_eval accumulates file by file
         before_class = {kind: {label: dict(metric.class_wise[label]) for label in labels}
                         for kind, metric in (("event", event), ("segment", segment))}
@@ -427,11 +465,38 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
             by_class = {label: [int(round(metric.class_wise[label][k] - before_class[kind][label][k])) for k in counts]
                         for label in labels}
             per_file_class[kind][name] = {label: c for label, c in by_class.items() if any(c)}
+        for label in labels:
+            if sum(hits[name].get(label, [])) != per_file_class["event"][name].get(label, [0])[0]:
+                raise RuntimeError(f"{name}, {label}: event_hits disagrees with sed_eval's count of hits")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
-        return {kind: {**_summary(metric.results(), labels), "per_file": per_file[kind],
-                       "per_file_class": per_file_class[kind]}
-                for kind, metric in (("event", event), ("segment", segment))}
+        out = {kind: {**_summary(metric.results(), labels), "per_file": per_file[kind],
+                      "per_file_class": per_file_class[kind]}
+               for kind, metric in (("event", event), ("segment", segment))}
+    out["event"]["hits"] = hits
+    return out
+
+
+def event_hits(metric, ref: Sequence[dict], est: Sequence[dict]) -> list[int]:
+    """Which of one file's reference events (``ref``, sed_eval dicts, in order) sed_eval's
+    event-based ``metric`` counts as detected (1) or not (0): its own optimal matching — the hit
+    matrix of same-label pairs whose onset and offset lie within the metric's collars
+    (``validate_onset``, ``validate_offset``), built in sed_eval's order, then
+    ``sed_eval.util.bipartite_match``. sed_eval reports only the counts; this gives which."""
+    from sed_eval.util import bipartite_match
+
+    est_by_label: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(est):
+        est_by_label[e["event_label"]].append(i)
+    pairs = [(j, i) for j, r in enumerate(ref) for i in est_by_label.get(r["event_label"], [])
+             if metric.validate_onset(r, est[i], t_collar=metric.t_collar)
+             and metric.validate_offset(r, est[i], t_collar=metric.t_collar,
+                                        percentage_of_length=metric.percentage_of_length)]
+    graph: dict[int, list[int]] = {}  # system event → the reference events it may match, built as sed_eval does
+    for j, i in sorted(pairs):
+        graph.setdefault(i, []).append(j)
+    matched = bipartite_match(graph)  # reference index → system index
+    return [int(j in matched) for j in range(len(ref))]
 
 
 def _summary(r: dict, labels: Sequence[str]) -> dict:
@@ -544,8 +609,9 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
     ``wait_of``: the smoother's wait of a detection (:func:`smoother_wait`); its median over the
     matched detections is ``wait_median_s`` (None without it). ``per_file``: by file name,
     ``sys`` and ``ref``, the predicted and reference events per label of ``labels`` (in that
-    order), ``latencies`` (s) of its matched events and ``latency_labels``, their labels: what
-    :mod:`rttag.intervals` resamples."""
+    order), ``latencies`` (s) of its matched events, ``latency_labels``, their labels, and
+    ``latency_events``, each one's place among the file's reference events of its label (0 =
+    the first): what :mod:`rttag.intervals` resamples."""
     minutes = split.minutes
     short = 0
     per_file = {}
@@ -558,11 +624,13 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
         pairs = match_onsets(refs, dets)
+        rank = {id(e): k for label in {e.label for e in refs} for k, e in enumerate(e for e in refs if e.label == label)}
         latencies = [d.at - e.onset for e, d in pairs]
         for (e, d), latency in zip(pairs, latencies):
             by_label[e.label].append((latency, wait_of(d) if wait_of else None))
         per_file[name] = {"sys": [file_sys[k] for k in labels], "ref": [file_ref[k] for k in labels],
-                          "latencies": latencies, "latency_labels": [e.label for e, _ in pairs]}
+                          "latencies": latencies, "latency_labels": [e.label for e, _ in pairs],
+                          "latency_events": [rank[id(e)] for e, _ in pairs]}
     n_sys, n_ref = (np.array([f[k] for f in per_file.values()], dtype=np.int64).reshape(-1, len(labels)).sum(axis=0)
                     for k in ("sys", "ref"))  # events per label over all files
     n_refs = int(n_ref.sum())
@@ -667,27 +735,34 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
                             **{k: v for k, v in
                                stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
                                if k not in ("per_file", "per_class")}}
-    if split.recordings:
-        scores["event"]["per_recording"] = per_recording(split, scores["event"]["per_file_class"], labels)
+    if split.events_attributed:
+        scores["event"]["per_recording"] = per_recording(split, scores["event"]["hits"], labels)
     return scores
 
 
-def per_recording(split: Split, per_file_class: dict, labels: Sequence[str]) -> dict:
-    """Event counts per source recording: ``{label: {recording: [n_tp, n_ref, n_sys, files]}}``,
-    summed over the (file, label) cells whose file holds exactly one recording of the label
-    (where it holds several, the manifest does not say which event is which), for the
-    recordings with reference events there. ``per_file_class``: from :func:`sed_scores`."""
+def per_recording(split: Split, hits: dict, labels: Sequence[str]) -> dict:
+    """Reference events per source recording: ``{label: {recording: [n_tp, n_ref, files]}}``, an
+    event counting for each recording mixed into it (a walk of steps from two recordings counts
+    for both), ``files`` the files holding such events. ``hits``: from :func:`sed_scores`;
+    ``split``: with :attr:`Split.events_attributed`. False alarms belong to no recording."""
     out: dict = {label: {} for label in labels}
-    for name, by_label in split.recordings.items():
-        for label in labels:
-            recs = set(by_label.get(label, []))
-            if len(recs) != 1:
+    files: dict = defaultdict(set)
+    for name, evs in split.reference.items():
+        rank = Counter()
+        for e in evs:
+            if e.label not in out:
                 continue
-            tp, ref, sys_ = per_file_class.get(name, {}).get(label, [0, 0, 0])
-            counts = out[label].setdefault(recs.pop(), [0, 0, 0, 0])
-            for i, v in enumerate((tp, ref, sys_, 1)):
-                counts[i] += v
-    return {label: {r: c for r, c in sorted(recs.items()) if c[1] > 0} for label, recs in out.items()}
+            hit = hits[name][e.label][rank[e.label]]
+            rank[e.label] += 1
+            for rec in e.sources:
+                counts = out[e.label].setdefault(rec, [0, 0, 0])
+                counts[0] += hit
+                counts[1] += 1
+                files[e.label, rec].add(name)
+    for label, recs in out.items():
+        for rec, counts in recs.items():
+            counts[2] = len(files[label, rec])
+    return {label: dict(sorted(recs.items())) for label, recs in out.items()}
 
 
 # ------------------------------------------------------------------------ command
@@ -847,8 +922,8 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
             lines.append("| distinct source recordings | | " + " | ".join(str(recordings.get(k, 0)) for k in labels) + " |")
     with_rec = [s for s in systems.values() if "per_recording" in s["scores"]["event"]]
     if with_rec:
-        lines += ["", "Source recordings with at least one hit, of those scored (the recordings whose files hold "
-                  "no other recording of the label):", "", head2, "|" + "---|" * (head2.count("|") - 1)]
+        lines += ["", "Source recordings with at least one hit, of those with reference events "
+                  "(an event counts for each recording mixed into it):", "", head2, "|" + "---|" * (head2.count("|") - 1)]
         for s in with_rec:
             pr = s["scores"]["event"]["per_recording"]
             lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
@@ -919,7 +994,11 @@ def run(args) -> int:
         log.warning("%s/manifest.json does not list the source recordings of split %s: "
                     "the intervals resample files only", args.data, split.name)
         unit = "file"
-    weights = resampling(list(split.paths), split.recordings, rounds=args.bootstrap, unit=unit)
+    elif unit == "recording" and not split.events_attributed:
+        log.warning("%s/manifest.json does not say which recordings each event of split %s holds (rebuild it "
+                    "with 'rttag data build'): an event weighs the mean of its label's recordings in its file",
+                    args.data, split.name)
+    weights = resampling(list(split.paths), split.recordings, event_sources(split), rounds=args.bootstrap, unit=unit)
     add_intervals(systems, weights, np.array([split.durations[n] / 60.0 for n in weights.names]))
     recordings = recordings_per_label(split)
     print(format_table(systems, weights.unit, recordings))
@@ -964,6 +1043,12 @@ def _params_dict(params: SmootherParams, labels: Sequence[str]) -> dict:
     return {k: dict(zip(labels, getattr(params, k))) for k in SMOOTHER_FIELDS}
 
 
+def event_sources(split: Split) -> dict:
+    """``{file: [(label, sources), ...]}``: each reference event's label and recordings, in the
+    file's order — what :func:`rttag.intervals.resampling` weighs the events by."""
+    return {name: [(e.label, e.sources) for e in evs] for name, evs in split.reference.items()}
+
+
 def recordings_per_label(split: Split) -> dict:
     """The number of distinct source recordings per label (background included) over the split's
     files; empty where the split does not list them."""
@@ -986,7 +1071,8 @@ def _write_json(path: str, split: Split, systems: dict, walls: dict, args, weigh
                         "short_s": SHORT_S, **PSDS_SCENARIOS, "psds_resolution": args.psds_resolution,
                         "frames_per_call": 1, "providers": args.providers,
                         "bootstrap_rounds": args.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED,
-                        "bootstrap_unit": weights.unit, "bootstrap_recordings": weights.recordings},
+                        "bootstrap_unit": weights.unit, "bootstrap_recordings": weights.recordings,
+                        "events_attributed": split.events_attributed},
            "systems": systems, "wall_s": walls}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     log.info("figures written to %s", path)

@@ -11,13 +11,16 @@ Two units:
   draws from n files); a file's counts enter the round's sums that many times.
 * ``"recording"``: a product-weight ("pigeonhole", two-way) bootstrap — each round also draws the
   split's distinct source recordings (background recordings included) with replacement,
-  independently of the files. The counts of a (file, label) cell are weighted by the file's count
-  times the mean count of that label's recordings in the file, or of all the file's recordings
-  where it has none of the label (false alarms over a file depend on whatever it holds). A
-  file-level figure (its minutes of audio, whether a class is held on through it) takes the
-  file's count times the mean count of all its recordings. Owen's analysis of this bootstrap
-  (the pigeonhole bootstrap, 2007) finds it mildly conservative: it counts the noise of single
-  cells more than once.
+  independently of the files. A reference event — whether it was detected, and its latency —
+  weighs its file's count times the mean count of the recordings mixed into it, where the
+  dataset says which they are (``RefEvent.sources``), else of its label's recordings in the
+  file. The other counts of a (file, label) cell — false alarms, segments — are weighted by the
+  file's count times the mean count of that label's recordings in the file, or of all the
+  file's recordings where it has none of the label (false alarms over a file depend on whatever
+  it holds). A file-level figure (its minutes of audio, whether a class is held on through it)
+  takes the file's count times the mean count of all its recordings. Owen's analysis of this
+  bootstrap (the pigeonhole bootstrap, 2007) finds it mildly conservative: it counts the noise
+  of single cells more than once.
 
 Every interval is the 2.5th–97.5th percentile over the rounds; the same rounds serve every
 system and figure, so a difference between two systems on them is paired.
@@ -48,12 +51,17 @@ class Resampling:
 
     ``files``: rounds × files, the weight of a file's file-level figures; ``cells``: by label,
     rounds × files, the weight of that label's counts in each file (labels not there: ``files``);
-    ``recordings``: the distinct source recordings drawn (0 for ``unit == "file"``)."""
+    ``events``: by label, rounds × that label's reference events (file by file in the order of
+    ``names``, each file's in its order), the weight of each; ``event_start``: by label, where
+    each file's events begin among those columns (files + 1 offsets); ``recordings``: the
+    distinct source recordings drawn (0 for ``unit == "file"``)."""
 
     unit: str
     names: list
     files: np.ndarray
     cells: dict
+    events: dict
+    event_start: dict
     recordings: int
 
     @property
@@ -64,25 +72,39 @@ class Resampling:
         """rounds × files: the weights of ``label``'s counts in each file."""
         return self.cells.get(label, self.files)
 
+    def event_columns(self, label: str, per_file: dict) -> np.ndarray:
+        """``per_file`` ({file: [value per reference event of ``label`` there, in order]}) as one
+        array in the column order of ``events[label]``; an error where a file's count differs."""
+        start = self.event_start.get(label)
+        values = [] if start is None else [per_file.get(n, []) for n in self.names]
+        if start is None or any(len(v) != start[j + 1] - start[j] for j, v in enumerate(values)):
+            raise ValueError(f"the {label} events scored differ from those the resampling was drawn for")
+        return np.asarray([x for v in values for x in v], dtype=np.float64)
 
-def resampling(names: Sequence[str], recordings: dict, rounds: int = BOOTSTRAP_ROUNDS, seed: int = BOOTSTRAP_SEED,
-               unit: str = "recording") -> Resampling:
+
+def resampling(names: Sequence[str], recordings: dict, reference: dict, rounds: int = BOOTSTRAP_ROUNDS,
+               seed: int = BOOTSTRAP_SEED, unit: str = "recording") -> Resampling:
     """Draw the weights for ``names`` (the split's files). ``recordings``: {file: {label:
     [recording id, ...]}} for every file (``unit == "recording"`` only; background under its own
-    label). With ``unit == "file"`` the file counts are those of ``integers(0, n, (rounds, n))``
-    on ``default_rng(seed)``; the recording draw comes after it from the same generator."""
+    label); ``reference``: {file: [(label, (recording id, ...)), ...]}, each reference event's
+    label and the recordings mixed into it (empty where not known), in the file's order. With
+    ``unit == "file"`` the file counts are those of ``integers(0, n, (rounds, n))`` on
+    ``default_rng(seed)``; the recording draw comes after it from the same generator."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
     names = list(names)
     rng = np.random.default_rng(seed)
     file_counts = _draw_counts(rng, rounds, len(names))
     if unit == "file":
-        return Resampling(unit, names, file_counts, {}, 0)
+        return Resampling(unit, names, file_counts, {}, *_event_weights(names, reference, lambda label, j, _: file_counts[:, j]), 0)
     missing = [n for n in names if not any(recordings.get(n, {}).values())]
     if missing:
         raise ValueError(f"no source recordings for {len(missing)} file(s), e.g. {missing[0]}")
     ids = sorted({r for n in names for recs in recordings[n].values() for r in recs})
     index = {r: i for i, r in enumerate(ids)}
+    unknown = sorted({r for n in names for _, srcs in reference.get(n, []) for r in srcs} - set(index))
+    if unknown:
+        raise ValueError(f"{len(unknown)} recording(s) of the events are not among the files' recordings, e.g. {unknown[0]}")
     rec_counts = _draw_counts(rng, rounds, len(ids))
 
     def mean_count(recs) -> np.ndarray:  # rounds
@@ -94,18 +116,52 @@ def resampling(names: Sequence[str], recordings: dict, rounds: int = BOOTSTRAP_R
     cells = {label: file_counts * np.stack([mean_count(recordings[n][label]) if recordings[n].get(label) else whole[:, j]
                                             for j, n in enumerate(names)], axis=1)
              for label in sorted(labels)}
-    return Resampling(unit, names, files, cells, len(ids))
+    events, event_start = _event_weights(
+        names, reference,
+        lambda label, j, srcs: file_counts[:, j] * mean_count(srcs) if srcs else cells.get(label, files)[:, j])
+    return Resampling(unit, names, files, cells, events, event_start, len(ids))
 
 
-def resampled_f1(per_file_class: dict, labels: Sequence[str], w: Resampling) -> np.ndarray:
+def _event_weights(names: list, reference: dict, weight) -> tuple[dict, dict]:
+    """``events`` and ``event_start`` of :class:`Resampling`; ``weight(label, file index,
+    sources)`` gives one event's weights (rounds)."""
+    columns, start = {}, {}
+    labels = sorted({label for n in names for label, _ in reference.get(n, [])})
+    for label in labels:
+        cols, offsets = [], [0]
+        for j, n in enumerate(names):
+            mine = [srcs for lab, srcs in reference.get(n, []) if lab == label]
+            cols.extend(weight(label, j, srcs) for srcs in mine)
+            offsets.append(offsets[-1] + len(mine))
+        columns[label], start[label] = np.stack(cols, axis=1), np.asarray(offsets)
+    return columns, start
+
+
+def resampled_f1(per_file_class: dict, labels: Sequence[str], w: Resampling, hits: dict | None = None) -> np.ndarray:
     """F1 = 2·ΣTP / (ΣNref + ΣNsys) over ``labels`` for each round, from ``per_file_class``
     ({file: {label: [n_tp, n_ref, n_sys]}}, absent labels count 0); 0 where the round has
-    nothing referenced or predicted."""
+    nothing referenced or predicted. With ``hits`` ({file: {label: [0 or 1 per reference event
+    of the label]}}, event-based F1) each reference event weighs its own weight (``w.events``),
+    and only the false alarms (n_sys − n_tp) their cell's; without, every count its cell's."""
     sums = np.zeros((w.rounds, 3))
     for label in labels:
         counts = np.array([per_file_class.get(n, {}).get(label, [0, 0, 0]) for n in w.names], dtype=np.float64)
-        if counts.any():
+        if not counts.any():
+            continue
+        if hits is None:
             sums += w.cell(label) @ counts
+            continue
+        tp, ref = np.zeros(w.rounds), np.zeros(w.rounds)
+        if label in w.events:
+            hit = w.event_columns(label, {n: by_label.get(label, []) for n, by_label in hits.items()})
+            tp, ref = w.events[label] @ hit, w.events[label].sum(axis=1)
+        else:
+            hit = np.zeros(0)
+        if hit.sum() != counts[:, 0].sum() or len(hit) != counts[:, 1].sum():
+            raise ValueError(f"{label}: the hits do not match the counts' n_tp and n_ref")
+        sums[:, 0] += tp
+        sums[:, 1] += ref
+        sums[:, 2] += tp + w.cell(label) @ (counts[:, 2] - counts[:, 0])
     denom = sums[:, 1] + sums[:, 2]
     return np.divide(2 * sums[:, 0], denom, out=np.zeros(len(sums)), where=denom > 0)
 
@@ -121,15 +177,18 @@ def resampled_excess(per_file: dict, labels: Sequence[str], minutes: np.ndarray,
 
 
 def resampled_median(per_file: dict, w: Resampling) -> np.ndarray:
-    """The weighted median latency (s) per round: each matched event weighs its (file, label)
-    cell's weight; with whole-number weights it is the median of the drawn events, each counted
-    as often as drawn (``np.median`` of the concatenated draw). ``per_file``: {file:
-    {"latencies": [...], "latency_labels": [...]}}; NaN where a round weighs no latency."""
+    """The weighted median latency (s) per round: each matched reference event weighs its own
+    weight (``w.events``); with whole-number weights it is the median of the drawn events, each
+    counted as often as drawn (``np.median`` of the concatenated draw). ``per_file``: {file:
+    {"latencies": [...], "latency_labels": [...], "latency_events": [...]}} (each latency's
+    label and its event's place among the file's events of that label); NaN where a round
+    weighs no latency."""
     values, weights = [], []
     for j, n in enumerate(w.names):
-        for latency, label in zip(per_file[n]["latencies"], per_file[n]["latency_labels"]):
+        f = per_file[n]
+        for latency, label, k in zip(f["latencies"], f["latency_labels"], f["latency_events"]):
             values.append(latency)
-            weights.append(w.cell(label)[:, j])
+            weights.append(w.events[label][:, w.event_start[label][j] + k])
     if not values:
         return np.full(w.rounds, np.nan)
     values = np.asarray(values, dtype=np.float64)
@@ -193,7 +252,8 @@ def add_intervals(systems: dict, w: Resampling, minutes: np.ndarray) -> None:
 def _f1_intervals(systems: dict, w: Resampling, first_key: str, paired: Sequence[str]) -> None:
     """The F1 part of :func:`add_intervals`."""
     for kind in ("event", "segment"):
-        rounds_f1 = {key: resampled_f1(s["scores"][kind]["per_file_class"], list(s["scores"]["event"]["per_class"]), w)
+        rounds_f1 = {key: resampled_f1(s["scores"][kind]["per_file_class"], list(s["scores"]["event"]["per_class"]), w,
+                                       s["scores"][kind].get("hits"))
                      for key, s in systems.items()}
         first_f1 = systems[first_key]["scores"][kind]["micro_f1"] or 0.0
         for key, s in systems.items():
@@ -206,4 +266,4 @@ def _f1_intervals(systems: dict, w: Resampling, first_key: str, paired: Sequence
         event = s["scores"]["event"]
         for label, pc in event["per_class"].items():
             if pc["n_ref"] > 0:
-                pc["f1_ci95"] = ci95(resampled_f1(event["per_file_class"], [label], w))
+                pc["f1_ci95"] = ci95(resampled_f1(event["per_file_class"], [label], w, event.get("hits")))

@@ -379,3 +379,22 @@ def test_validation_halves_refuse_a_split_that_cannot_cover_every_label():
     sources.append(row("p3", "music"))
     halves = validation_halves(sources)
     assert halves == {"p1": "B", "p2": "B", "p3": "A"}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_event_says_which_recordings_were_mixed_into_it(seed):
+    """Steps of a walk and barks of a series come from several picks of their label's pool; each
+    event lists its own, in the order mixed, and together with the background they are ``used``."""
+    rng_clip = np.random.default_rng(seed)
+    p = {label: Pool([rng_clip.standard_normal(3000).astype(np.float32) for _ in range(3)],
+                     [("p", f"{label}{i}") for i in range(3)])
+         for label in ("footsteps", "dog", "water")}
+    bg = Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])
+    m = mix(p, bg, np.random.default_rng([seed, 2]), settings=MixSettings(events=(3, 4)))
+    assert len(m.event_sources) == len(m.events) and m.events == sorted(m.events)
+    for (_, _, label), srcs in zip(m.events, m.event_sources):
+        assert srcs and all(path.startswith(label) for _, path in srcs)
+        if label == "footsteps":
+            assert len(srcs) >= 4  # a walk of 4-10 steps
+    mixed = sorted((label, *src) for (_, _, label), srcs in zip(m.events, m.event_sources) for src in srcs)
+    assert mixed == sorted(u for u in m.used if u[0] != "background")

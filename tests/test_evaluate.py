@@ -13,8 +13,8 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, load_split, match_onsets,
-                            PLACES, covered_s, detection_places, format_table, held_on,
+from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, event_sources, load_split,
+                            match_onsets, PLACES, covered_s, detection_places, format_table, held_on,
                             merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
                             smooth_runs, system_names)
 from rttag.intervals import add_intervals, resampling
@@ -341,10 +341,22 @@ def _manifest(root: Path, clips: list) -> None:
     (root / "manifest.json").write_text(json.dumps({"seed": 0, "splits": {"test": {"clips": clips}}}))
 
 
-def _clip(name: str, *sources: tuple[str, str, str]) -> dict:
-    return {"file": f"audio/test/{name}", "duration_s": 6.0,
-            "sources": [{"label": label, "package": package, "path": path, "licence": "GPL-2"}
-                        for label, package, path in sources]}
+def _clip(name: str, *sources: tuple[str, str, str], events: list | None = None) -> dict:
+    """A manifest clip; ``events``: (onset, offset, label, [(package, path), ...]) per event."""
+    clip = {"file": f"audio/test/{name}", "duration_s": 6.0,
+            "sources": [{"label": label, "package": package, "path": path} for label, package, path in sources]}
+    if events is not None:
+        clip["events"] = [{"onset": a, "offset": b, "label": label,
+                           "sources": [{"package": package, "path": path} for package, path in srcs]}
+                          for a, b, label, srcs in events]
+    return clip
+
+
+def _burst_events(*music: tuple[str, str]) -> list:
+    """BURSTS as manifest events: the two music bursts from ``music``'s recordings, the alarm and the
+    speech burst from one recording each."""
+    srcs = {0: [music[0]], 1: [("p", "bell.ogg")], 2: [music[-1]], 3: [("p", "talk.ogg")]}
+    return [(a, b, label, srcs[i]) for i, (a, b, label) in enumerate(BURSTS)]
 
 
 def test_load_split_reads_the_source_recordings_from_the_manifest(dataset, tmp_path):
@@ -359,6 +371,19 @@ def test_load_split_reads_the_source_recordings_from_the_manifest(dataset, tmp_p
     split = load_split(root, "test")
     assert split.recordings["bursts3.wav"] == {"background": ["p:rain.ogg"], "music": ["p:a.ogg", "q:b.ogg"]}
     assert split.only(["speech"]).recordings == split.recordings
+    assert not split.events_attributed and all(e.sources == () for e in split.reference["bursts3.wav"])
+    # the events with the recordings mixed into each: bursts3's two music bursts from two recordings
+    burst_sources = ("background", "p", "rain.ogg"), ("music", "p", "a.ogg"), ("alarm", "p", "bell.ogg"), \
+        ("speech", "p", "talk.ogg")
+    _manifest(root, [_clip("bursts3.wav", *burst_sources, ("music", "q", "b.ogg"),
+                           events=_burst_events(("p", "a.ogg"), ("q", "b.ogg"))),
+                     _clip("bursts4.wav", *burst_sources, events=_burst_events(("p", "a.ogg"))),
+                     _clip("quiet.wav", ("background", "p", "rain.ogg"), events=[])])
+    split = load_split(root, "test")
+    assert split.events_attributed
+    assert [(e.label, e.sources) for e in split.reference["bursts3.wav"]] == [
+        ("music", ("p:a.ogg",)), ("alarm", ("p:bell.ogg",)), ("music", ("q:b.ogg",)), ("speech", ("p:talk.ogg",))]
+    assert split.only(["music"]).reference["bursts3.wav"][1].sources == ("q:b.ogg",)
     assert load_split(root, "validation").recordings == {}  # the manifest has no validation clips
     (root / "manifest.json").write_text('{"splits": {"test": {"clips": [{"file": "x"}]}}}')
     with pytest.raises(EvalError, match="cannot read the clips of split 'test'"):
@@ -445,29 +470,50 @@ def test_models_that_share_a_name_are_told_apart_by_file(dataset, model_path, tm
     assert a == b  # the same weights
 
 
-def test_per_recording_counts_the_files_that_hold_one_recording_of_a_label():
-    ref = {"a.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(4.0, 5.0, "dog")], "b.wav": [RefEvent(1.0, 2.0, "dog")],
-           "c.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(3.0, 4.0, "bird")], "d.wav": [RefEvent(6.0, 7.0, "bird")]}
+def test_per_recording_counts_each_event_for_the_recordings_mixed_into_it():
+    ref = {"a.wav": [RefEvent(1.0, 2.0, "dog", ("rex",)), RefEvent(4.0, 5.0, "dog", ("rex",))],
+           "b.wav": [RefEvent(1.0, 2.0, "dog", ("fido",))],
+           "c.wav": [RefEvent(1.0, 2.0, "dog", ("fido",)), RefEvent(4.0, 5.0, "dog", ("rex", "fido")),
+                     RefEvent(3.0, 4.0, "bird", ("tit",))],
+           "d.wav": [RefEvent(6.0, 7.0, "bird", ("tit",))]}
     recordings = {"a.wav": {"dog": ["rex"]}, "b.wav": {"dog": ["fido"]}, "c.wav": {"dog": ["rex", "fido"], "bird": ["tit"]},
-                  "d.wav": {"background": ["rain"], "bird": ["tit", "tit"]}}  # one recording twice is one recording
+                  "d.wav": {"background": ["rain"], "bird": ["tit"]}}
     split = split_of(ref, dict.fromkeys(ref, 8.0), recordings)
-    dets = {"a.wav": [Detection("dog", 1.0, 2.0, 1.1)], "c.wav": [Detection("dog", 1.0, 2.0, 1.1)],
+    dets = {"a.wav": [Detection("dog", 1.0, 2.0, 1.1)], "c.wav": [Detection("dog", 4.0, 5.0, 4.1)],
             "d.wav": [Detection("bird", 6.0, 7.0, 6.1), Detection("dog", 6.0, 7.0, 6.1)]}
     scores = score_system(split, dets, ["dog", "bird", "water"], None)
+    assert scores["event"]["hits"]["c.wav"] == {"dog": [0, 1], "bird": [0]}
     pr = scores["event"]["per_recording"]
-    assert pr["dog"] == {"fido": [0, 1, 0, 1], "rex": [1, 2, 1, 1]}  # c.wav holds both: left out
-    assert pr["bird"] == {"tit": [1, 2, 1, 2]} and pr["water"] == {}
+    # c.wav's second dog mixes both recordings and is found: a hit for each; d.wav's dog is a false alarm of no one's
+    assert pr["dog"] == {"fido": [1, 3, 2], "rex": [2, 3, 2]}
+    assert pr["bird"] == {"tit": [1, 2, 2]} and pr["water"] == {}
     table = format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
-    assert "| m | tuned | 1/2 | 1/1 |  |" in table.splitlines()
+    assert "| m | tuned | 2/2 | 1/1 |  |" in table.splitlines()
+    unattributed = {n: [RefEvent(e.onset, e.offset, e.label) for e in evs] for n, evs in ref.items()}
+    assert "per_recording" not in score_system(split_of(unattributed, dict.fromkeys(ref, 8.0), recordings), dets,
+                                               ["dog", "bird"], None)["event"]
     assert "per_recording" not in score_system(split_of(ref, dict.fromkeys(ref, 8.0)), dets, ["dog", "bird"], None)["event"]
+
+
+def test_event_hits_are_sed_evals_optimal_matching():
+    """Two dogs, two detections: the first detection fits both dogs, the second only the first dog.
+    Greedy matching would give the first dog to the first detection and miss the second; sed_eval's
+    optimal matching finds both, and event_hits says which."""
+    ref = {"a.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(1.15, 2.15, "dog"), RefEvent(5.0, 6.0, "bird")]}
+    dets = {"a.wav": [Detection("dog", 1.1, 2.1, 1.2), Detection("dog", 0.9, 1.9, 1.0)]}
+    split = Split("test", {"a.wav": Path("a.wav")}, {"a.wav": 8.0}, ref)  # not merged: two overlapping dogs
+    scores = sed_scores(split, dets, ["dog", "bird"])
+    assert scores["event"]["per_class"]["dog"]["n_tp"] == 2
+    assert scores["event"]["hits"] == {"a.wav": {"dog": [1, 1], "bird": [0]}}
 
 
 def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(dataset, model_path, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(dataset, root)
-    _manifest(root, [_clip("bursts3.wav", ("background", "p", "rain.ogg"), ("music", "p", "a.ogg")),
-                     _clip("bursts4.wav", ("background", "p", "wind.ogg"), ("music", "p", "a.ogg")),
-                     _clip("quiet.wav", ("background", "p", "rain.ogg"))])
+    bursts = ("music", "p", "a.ogg"), ("alarm", "p", "bell.ogg"), ("speech", "p", "talk.ogg")
+    _manifest(root, [_clip("bursts3.wav", ("background", "p", "rain.ogg"), *bursts, events=_burst_events(("p", "a.ogg"))),
+                     _clip("bursts4.wav", ("background", "p", "wind.ogg"), *bursts, events=_burst_events(("p", "a.ogg"))),
+                     _clip("quiet.wav", ("background", "p", "rain.ogg"), events=[])])
     docs = {}
     for unit in ("recording", "file"):
         out = tmp_path / f"{unit}.json"
@@ -475,22 +521,40 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
                          "--bootstrap-unit", unit, "--json", str(out))
         assert proc.returncode == 0, proc.stderr.decode()
         assert "resample files only" not in proc.stderr.decode()
+        assert "does not say which recordings" not in proc.stderr.decode()
         heading = {"recording": "resampling files and source recordings", "file": "resampling the files"}[unit]
         assert f"Micro F1, {heading}" in proc.stdout.decode()
         docs[unit] = json.loads(out.read_text())
         assert docs[unit]["settings"]["bootstrap_unit"] == unit
-    assert docs["recording"]["settings"]["bootstrap_recordings"] == 3 and docs["file"]["settings"]["bootstrap_recordings"] == 0
-    assert docs["file"]["source_recordings"] == {"background": 2, "music": 1}
+    assert docs["recording"]["settings"]["bootstrap_recordings"] == 5 and docs["file"]["settings"]["bootstrap_recordings"] == 0
+    assert docs["file"]["source_recordings"] == {"alarm": 1, "background": 2, "music": 1, "speech": 1}
     labels = list(docs["file"]["systems"]["test-gru/tuned"]["scores"]["event"]["per_class"])
-    row = "| distinct source recordings | | " + " | ".join("1" if k == "music" else "0" for k in labels) + " |"
+    row = "| distinct source recordings | | " + " | ".join(
+        "1" if k in ("music", "alarm", "speech") else "0" for k in labels) + " |"
     assert row in proc.stdout.decode().splitlines()
     by_rec, by_file = (docs[u]["systems"]["test-gru/tuned"]["scores"] for u in ("recording", "file"))
     assert set(by_rec["event"]["per_recording"]["music"]) == {"p:a.ogg"}  # one music recording, in two files
-    assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][3] == 2
+    assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][1:] == [4, 2]  # 4 events, in 2 files
+    assert docs["recording"]["settings"]["events_attributed"] is True
     assert by_rec["event"]["micro_f1"] == by_file["event"]["micro_f1"]  # the same figure, other intervals
     for scores in (by_rec, by_file):
         low, high = scores["event"]["micro_f1_ci95"]
         assert low <= scores["event"]["micro_f1"] <= high
+    # a manifest written before the events' recordings were: each event weighs its label's recordings in its file
+    _manifest(root, [_clip("bursts3.wav", ("background", "p", "rain.ogg"), *bursts),
+                     _clip("bursts4.wav", ("background", "p", "wind.ogg"), *bursts),
+                     _clip("quiet.wav", ("background", "p", "rain.ogg"))])
+    out = tmp_path / "old.json"
+    proc = run_rttag("eval", "--data", str(root), "--models", str(model_path), "--no-silero", "--bootstrap", "300",
+                     "--json", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "does not say which recordings each event" in proc.stderr.decode()
+    old = json.loads(out.read_text())
+    assert old["settings"]["bootstrap_unit"] == "recording" and old["settings"]["events_attributed"] is False
+    old_scores = old["systems"]["test-gru/tuned"]["scores"]
+    assert "per_recording" not in old_scores["event"]
+    # each file holds one recording per label here, so the weights are the same as the events'
+    assert old_scores["event"]["micro_f1_ci95"] == by_rec["event"]["micro_f1_ci95"]
 
 
 def test_eval_command_errors_are_one_line(dataset, model_path, tmp_path):
@@ -1046,7 +1110,7 @@ def _held_table(split, dets) -> tuple[str, dict]:
     """format_table's output for one system scored on ``dets``, with resampling intervals, and its held-on figures."""
     systems = {"m/tuned": {"system": "m", "smoother": "tuned",
                            "scores": score_system(split, dets, ["music", "dog", "bird"], None)}}
-    add_intervals(systems, resampling(list(split.paths), {}, rounds=200, unit="file"),
+    add_intervals(systems, resampling(list(split.paths), {}, event_sources(split), rounds=200, unit="file"),
                   np.array([split.durations[n] / 60.0 for n in split.paths]))
     return format_table(systems), systems["m/tuned"]["scores"]["held_on"]
 

@@ -4,14 +4,14 @@ over files and source recordings, and the figures each interval is built around.
 import numpy as np
 import pytest
 
-from rttag.evaluate import Detection, RefEvent, Split, format_table, score_system
+from rttag.evaluate import Detection, RefEvent, Split, event_sources, format_table, score_system
 from rttag.intervals import (BOOTSTRAP_SEED, add_intervals, resampled_excess, resampled_f1, resampled_median,
                              resampling)
 from conftest import split_of
 
 
 def file_intervals(systems: dict, split: Split, rounds: int) -> None:
-    add_intervals(systems, resampling(list(split.paths), {}, rounds=rounds, unit="file"),
+    add_intervals(systems, resampling(list(split.paths), {}, event_sources(split), rounds=rounds, unit="file"),
                   np.array([split.durations[n] / 60.0 for n in split.paths]))
 
 
@@ -116,12 +116,13 @@ def test_file_weights_give_the_figures_of_the_drawn_files():
     per_file_class = {n: {k: [int(t), int(t + rng.integers(0, 3)), int(t + rng.integers(0, 3))]
                           for k, t in zip(labels, rng.integers(0, 3, size=2))} for n in names}
     per_file = {n: {"sys": list(rng.integers(0, 6, size=2)), "ref": list(rng.integers(0, 4, size=2)),
-                    "latencies": list(rng.uniform(0, 1, size=int(rng.integers(0, 4)))), "latency_labels": []}
+                    "latencies": list(rng.uniform(0, 1, size=int(rng.integers(0, 4))))}
                 for n in names}
     for f in per_file.values():
-        f["latency_labels"] = ["dog"] * len(f["latencies"])
+        f["latency_labels"], f["latency_events"] = ["dog"] * len(f["latencies"]), list(range(len(f["latencies"])))
     minutes = rng.uniform(0.1, 0.5, size=len(names))
-    w = resampling(names, {}, rounds=150, unit="file")
+    reference = {n: [("dog", ())] * len(f["latencies"]) for n, f in per_file.items()}
+    w = resampling(names, {}, reference, rounds=150, unit="file")
     picks = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(names), size=(150, len(names)))
     f1, excess, median = resampled_f1(per_file_class, labels, w), resampled_excess(per_file, labels, minutes, w), \
         resampled_median(per_file, w)
@@ -140,9 +141,9 @@ def test_file_weights_give_the_figures_of_the_drawn_files():
 
 def test_recording_weights_average_over_a_cells_recordings():
     recordings = {"a": {"background": ["rain"], "dog": ["rex", "fido"]}, "b": {"background": ["rain"], "bird": ["tit"]}}
-    w = resampling(["a", "b"], recordings, rounds=300, unit="recording")
+    w = resampling(["a", "b"], recordings, {}, rounds=300, unit="recording")
     assert w.unit == "recording" and w.recordings == 4
-    file_w = resampling(["a", "b"], {}, rounds=300, unit="file").files  # the same first draw
+    file_w = resampling(["a", "b"], {}, {}, rounds=300, unit="file").files  # the same first draw
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     rng.integers(0, 2, size=(300, 2))
     rec = np.array([np.bincount(row, minlength=4) for row in rng.integers(0, 4, size=(300, 4))], dtype=float)
@@ -154,7 +155,7 @@ def test_recording_weights_average_over_a_cells_recordings():
     assert np.allclose(w.cell("speech"), w.files)  # a label with no recording anywhere
     assert w.files.mean() == pytest.approx(1.0, abs=0.15)  # each weight is 1 on average
     with pytest.raises(ValueError, match="no source recordings"):
-        resampling(["a", "b", "c"], recordings, rounds=10)
+        resampling(["a", "b", "c"], recordings, {}, rounds=10)
 
 
 def test_files_reusing_few_recordings_widen_the_interval():
@@ -164,8 +165,8 @@ def test_files_reusing_few_recordings_widen_the_interval():
     names = [f"f{i}" for i in range(60)]
     recordings = {n: {"background": [f"bg{i % 5}"], "dog": ["good" if i % 2 else "bad"]} for i, n in enumerate(names)}
     counts = {n: {"dog": [2, 2, 2] if i % 2 else [0, 2, 2]} for i, n in enumerate(names)}
-    by_file = resampled_f1(counts, ["dog"], resampling(names, {}, rounds=1000, unit="file"))
-    by_recording = resampled_f1(counts, ["dog"], resampling(names, recordings, rounds=1000))
+    by_file = resampled_f1(counts, ["dog"], resampling(names, {}, {}, rounds=1000, unit="file"))
+    by_recording = resampled_f1(counts, ["dog"], resampling(names, recordings, {}, rounds=1000))
     narrow, wide = (np.percentile(x, 97.5) - np.percentile(x, 2.5) for x in (by_file, by_recording))
     assert narrow < 0.3 and wide > 3 * narrow
     assert np.percentile(by_recording, 2.5) == 0.0 and np.percentile(by_recording, 97.5) == 1.0
@@ -173,14 +174,58 @@ def test_files_reusing_few_recordings_widen_the_interval():
 
 def test_recording_median_weighs_each_latency_by_its_cell():
     """Two files: the dog recording's latencies are 0.1 s, the bird's 0.9 s; where a round draws
-    the dog recording twice (and the bird's not), the median is the dog's."""
-    per_file = {"a": {"latencies": [0.1, 0.1], "latency_labels": ["dog", "dog"]},
-                "b": {"latencies": [0.9], "latency_labels": ["bird"]}}
+    the dog recording twice (and the bird's not), the median is the dog's. The events do not say
+    their recordings: each weighs its label's in its file."""
+    per_file = {"a": {"latencies": [0.1, 0.1], "latency_labels": ["dog", "dog"], "latency_events": [0, 1]},
+                "b": {"latencies": [0.9], "latency_labels": ["bird"], "latency_events": [0]}}
     recordings = {"a": {"dog": ["rex"]}, "b": {"bird": ["tit"]}}
-    w = resampling(["a", "b"], recordings, rounds=400)
+    w = resampling(["a", "b"], recordings, {"a": [("dog", ())] * 2, "b": [("bird", ())]}, rounds=400)
     got = resampled_median(per_file, w)
     dog, bird = w.cell("dog")[:, 0], w.cell("bird")[:, 1]
     assert np.all(got[(dog > 0) & (bird == 0)] == 0.1) and np.all(got[(bird > 0) & (dog == 0)] == 0.9)
     both = (dog > 0) & (bird > 0)
     assert np.all(got[both & (2 * dog > bird)] == 0.1) and np.all(got[both & (2 * dog < bird)] == 0.9)
     assert np.all(np.isnan(got[(dog == 0) & (bird == 0)]))
+
+
+def test_each_event_weighs_the_recordings_mixed_into_it():
+    """File a holds a dog from rex and one mixing rex and fido; file b a dog from fido. Each event
+    weighs its file's draws times the mean draws of its own recordings; a hit counts its event's
+    weight, a false alarm its cell's."""
+    recordings = {"a": {"dog": ["rex", "fido"]}, "b": {"background": ["rain"], "dog": ["fido"]}}
+    reference = {"a": [("dog", ("rex",)), ("dog", ("rex", "fido"))], "b": [("dog", ("fido",))]}
+    w = resampling(["a", "b"], recordings, reference, rounds=300)
+    file_w = resampling(["a", "b"], {}, {}, rounds=300, unit="file").files
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    rng.integers(0, 2, size=(300, 2))
+    fido, rain, rex = np.array([np.bincount(row, minlength=3) for row in rng.integers(0, 3, size=(300, 3))], dtype=float).T
+    assert list(w.event_start["dog"]) == [0, 2, 3]
+    events = w.events["dog"]
+    assert np.array_equal(events[:, 0], file_w[:, 0] * rex) and np.array_equal(events[:, 2], file_w[:, 1] * fido)
+    assert np.allclose(events[:, 1], file_w[:, 0] * (rex + fido) / 2)
+    counts = {"a": {"dog": [1, 2, 3]}, "b": {"dog": [1, 1, 1]}}  # a: the first dog found, 2 false alarms
+    hits = {"a": {"dog": [1, 0]}, "b": {"dog": [1]}}
+    tp = events[:, 0] + events[:, 2]
+    denom = events.sum(axis=1) + tp + 2 * w.cell("dog")[:, 0]
+    expected = np.divide(2 * tp, denom, out=np.zeros(300), where=denom > 0)
+    assert np.allclose(resampled_f1(counts, ["dog"], w, hits), expected)
+    # files only: an event weighs its file's draws, which is what the cell counts give
+    by_file = resampling(["a", "b"], {}, reference, rounds=300, unit="file")
+    assert np.array_equal(resampled_f1(counts, ["dog"], by_file, hits), resampled_f1(counts, ["dog"], by_file))
+    with pytest.raises(ValueError, match="do not match the counts"):
+        resampled_f1(counts, ["dog"], w, {"a": {"dog": [1, 1]}, "b": {"dog": [1]}})
+    with pytest.raises(ValueError, match="differ from those the resampling was drawn for"):
+        resampled_f1(counts, ["dog"], w, {"a": {"dog": [1]}, "b": {"dog": [1]}})
+    with pytest.raises(ValueError, match="not among the files' recordings"):
+        resampling(["a", "b"], recordings, {"a": [("dog", ("rover",))]}, rounds=10)
+
+
+def test_recording_median_weighs_each_latency_by_its_events_recordings():
+    """One file, two dogs: rex's found after 0.1 s, fido's after 0.9 s. A round that draws rex
+    and not fido has the median 0.1, and the other way round 0.9."""
+    per_file = {"a": {"latencies": [0.1, 0.9], "latency_labels": ["dog", "dog"], "latency_events": [0, 1]}}
+    w = resampling(["a"], {"a": {"dog": ["rex", "fido"]}}, {"a": [("dog", ("rex",)), ("dog", ("fido",))]}, rounds=400)
+    got = resampled_median(per_file, w)
+    rex, fido = w.events["dog"][:, 0], w.events["dog"][:, 1]
+    assert np.all(got[(rex > 0) & (fido == 0)] == 0.1) and np.all(got[(fido > 0) & (rex == 0)] == 0.9)
+    assert np.all(got[(rex > 0) & (rex == fido)] == 0.5)

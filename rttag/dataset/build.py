@@ -4,7 +4,9 @@ Output (``--out``, default ``data/``)::
 
     audio/{train,validation,test}/<split>_NNNNN.wav   16 kHz mono PCM16 soundscapes
     metadata/{train,validation,test}.tsv               filename onset offset event_label (s)
-    manifest.json                                      per clip: sources used; per split: packages per label
+    manifest.json                                      per clip: sources used, and each event (the TSV's rows
+                                                       in order) with the recordings mixed into it;
+                                                       per split: packages per label
     ATTRIBUTION.md                                     every source file used, with its licence and copyright holders
 
 Deterministic for a given ``--seed`` and source list; a second run reuses the package and
@@ -124,7 +126,10 @@ def write_split(split: str, hours: float, seed: int, out: Path, workers: int, pr
             sf.write(folder / name, m.audio, SR, subtype="PCM_16")
             rows.extend((name, on, off, label) for on, off, label in m.events)
             clips.append({"file": f"audio/{split}/{name}", "duration_s": round(len(m.audio) / SR, 3),
-                          "sources": [{"label": l, "package": p, "path": q} for l, p, q in m.used]})
+                          "sources": [{"label": l, "package": p, "path": q} for l, p, q in m.used],
+                          "events": [{"onset": round(on, 4), "offset": round(off, 4), "label": label,
+                                      "sources": [{"package": p, "path": q} for p, q in srcs]}
+                                     for (on, off, label), srcs in zip(m.events, m.event_sources)]})
     with open(out / "metadata" / f"{split}.tsv", "w") as f:
         f.write("filename\tonset\toffset\tevent_label\n")
         for name, on, off, label in rows:

@@ -57,10 +57,13 @@ class MixSettings:
 
 @dataclass
 class Mix:
-    """audio ``[n]`` float32; events: (onset_s, offset_s, label); used: (label, package, path)."""
+    """audio ``[n]`` float32; events: (onset_s, offset_s, label), sorted; event_sources[i]: the
+    (package, path) of each recording mixed into ``events[i]``, in the order used; used: (label,
+    package, path) of every recording mixed in, background included."""
 
     audio: np.ndarray
     events: list = field(default_factory=list)
+    event_sources: list = field(default_factory=list)
     used: list = field(default_factory=list)
 
 
@@ -195,6 +198,7 @@ def mix(pools: dict[str, Pool], backgrounds: Pool, rng: np.random.Generator,
         y = scale_to_ebr(y, bg_level, float(rng.uniform(*settings.ebr_db)))
         out.audio[onset:onset + len(y)] += y
         out.events.append((onset / SR, (onset + len(y)) / SR, label))
+        out.event_sources.append(list(used))
         out.used.extend((label, *sid) for sid in used)
     if rng.random() < settings.p_reverb:
         out.audio = reverb(out.audio, float(rng.uniform(0.2, 0.9)), float(rng.uniform(0.2, 0.7)), rng)
@@ -202,5 +206,7 @@ def mix(pools: dict[str, Pool], backgrounds: Pool, rng: np.random.Generator,
     peak = np.abs(out.audio).max()
     if peak > 0.99:
         out.audio *= np.float32(0.99 / peak)
-    out.events.sort()
+    order = sorted(range(len(out.events)), key=out.events.__getitem__)
+    out.events = [out.events[i] for i in order]
+    out.event_sources = [out.event_sources[i] for i in order]
     return out
