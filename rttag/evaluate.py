@@ -799,6 +799,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-unit", choices=UNITS, default="recording",
                         help="resample files and their source recordings (default; files only where the "
                              "dataset's manifest.json does not list the recordings), or files only")
+    parser.add_argument("--per-recording", action="store_true",
+                        help="also print each source recording's reference events and each system's hits on them "
+                             "(where the dataset's manifest.json says which recordings each event holds)")
 
 
 def _fmt(x: Optional[float], digits: int = 3) -> str:
@@ -946,6 +949,24 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
     return "\n".join(lines)
 
 
+def format_recordings(systems: dict) -> str:
+    """One row per (label, source recording) with reference events: its files and events, and for
+    each system that scored the label its hits (Markdown; from each system's ``per_recording``)."""
+    with_rec = {key: s for key, s in systems.items() if "per_recording" in s["scores"]["event"]}
+    rows = sorted({(label, rec) for s in with_rec.values()
+                   for label, recs in s["scores"]["event"]["per_recording"].items() for rec in recs})
+    head = ("| label | source recording | files | events | "
+            + " | ".join(f"{s['system']} ({s['smoother']}) hits" for s in with_rec.values()) + " |")
+    lines = ["Reference events per source recording (an event counts for each recording mixed into it) "
+             "and each system's hits:", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for label, rec in rows:
+        counts = [s["scores"]["event"]["per_recording"].get(label, {}).get(rec) for s in with_rec.values()]
+        _, n_ref, files = next(c for c in counts if c)
+        lines.append(f"| {label} | {rec} | {files} | {n_ref} | "
+                     + " | ".join(str(c[0]) if c else "" for c in counts) + " |")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     from .runtime import OnnxModel, model_file
 
@@ -1002,6 +1023,12 @@ def run(args) -> int:
     add_intervals(systems, weights, np.array([split.durations[n] / 60.0 for n in weights.names]))
     recordings = recordings_per_label(split)
     print(format_table(systems, weights.unit, recordings))
+    if args.per_recording:
+        if split.events_attributed:
+            print("\n" + format_recordings(systems))
+        else:
+            log.warning("--per-recording: %s/manifest.json does not say which recordings each event of split %s "
+                        "holds; no per-recording table", args.data, split.name)
     if args.json:
         _write_json(args.json, split, systems, walls, args, weights, recordings)
     if args.plots:

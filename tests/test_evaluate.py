@@ -15,7 +15,7 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, event_sources, load_split,
                             match_onsets, PLACES, covered_s, detection_places, format_table, held_on,
-                            merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
+                            format_recordings, merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
                             smooth_runs, system_names)
 from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
@@ -489,6 +489,12 @@ def test_per_recording_counts_each_event_for_the_recordings_mixed_into_it():
     assert pr["bird"] == {"tit": [1, 2, 2]} and pr["water"] == {}
     table = format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
     assert "| m | tuned | 2/2 | 1/1 |  |" in table.splitlines()
+    bird_only = score_system(split.only(["bird"]), {n: [d for d in ds if d.label == "bird"] for n, ds in dets.items()},
+                             ["bird"], None)  # a peer scored on one label
+    listing = format_recordings({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores},
+                                 "p/streaming": {"system": "p", "smoother": "streaming", "scores": bird_only}}).splitlines()
+    assert "| label | source recording | files | events | m (tuned) hits | p (streaming) hits |" in listing
+    assert "| dog | fido | 2 | 3 | 1 |  |" in listing and "| bird | tit | 2 | 2 | 1 | 1 |" in listing
     unattributed = {n: [RefEvent(e.onset, e.offset, e.label) for e in evs] for n, evs in ref.items()}
     assert "per_recording" not in score_system(split_of(unattributed, dict.fromkeys(ref, 8.0), recordings), dets,
                                                ["dog", "bird"], None)["event"]
@@ -518,7 +524,7 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
     for unit in ("recording", "file"):
         out = tmp_path / f"{unit}.json"
         proc = run_rttag("eval", "--data", str(root), "--models", str(model_path), "--no-silero", "--bootstrap", "300",
-                         "--bootstrap-unit", unit, "--json", str(out))
+                         "--bootstrap-unit", unit, "--json", str(out), "--per-recording")
         assert proc.returncode == 0, proc.stderr.decode()
         assert "resample files only" not in proc.stderr.decode()
         assert "does not say which recordings" not in proc.stderr.decode()
@@ -535,6 +541,9 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
     by_rec, by_file = (docs[u]["systems"]["test-gru/tuned"]["scores"] for u in ("recording", "file"))
     assert set(by_rec["event"]["per_recording"]["music"]) == {"p:a.ogg"}  # one music recording, in two files
     assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][1:] == [4, 2]  # 4 events, in 2 files
+    tuned_hits, raw_hits = (docs["file"]["systems"][f"test-gru/{k}"]["scores"]["event"]["per_recording"]["music"]["p:a.ogg"][0]
+                            for k in ("tuned", "raw"))
+    assert f"| music | p:a.ogg | 2 | 4 | {tuned_hits} | {raw_hits} |" in proc.stdout.decode().splitlines()  # --per-recording
     assert docs["recording"]["settings"]["events_attributed"] is True
     assert by_rec["event"]["micro_f1"] == by_file["event"]["micro_f1"]  # the same figure, other intervals
     for scores in (by_rec, by_file):
@@ -546,9 +555,10 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
                      _clip("quiet.wav", ("background", "p", "rain.ogg"))])
     out = tmp_path / "old.json"
     proc = run_rttag("eval", "--data", str(root), "--models", str(model_path), "--no-silero", "--bootstrap", "300",
-                     "--json", str(out))
+                     "--json", str(out), "--per-recording")
     assert proc.returncode == 0, proc.stderr.decode()
     assert "does not say which recordings each event" in proc.stderr.decode()
+    assert "--per-recording" in proc.stderr.decode() and "Reference events per source recording" not in proc.stdout.decode()
     old = json.loads(out.read_text())
     assert old["settings"]["bootstrap_unit"] == "recording" and old["settings"]["events_attributed"] is False
     old_scores = old["systems"]["test-gru/tuned"]["scores"]
