@@ -35,7 +35,8 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 * per source recording (where the dataset's ``manifest.json`` says which recordings each event
   holds): each recording's reference events and how many were detected (sed_eval's own
   matching, :func:`event_hits`), and in the table how many of the class's recordings get at
-  least one hit — which of the sources the model recognises at all;
+  least one hit on an event made of that recording alone — which of the sources the model
+  recognises at all;
 * how far the micro event and segment F1, and each class's event F1, can be trusted: 95 %
   percentile intervals over ``--bootstrap`` rounds of a two-way bootstrap over the split's
   files and their source recordings, each reference event weighed by the recordings mixed into
@@ -741,10 +742,12 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
 
 
 def per_recording(split: Split, hits: dict, labels: Sequence[str]) -> dict:
-    """Reference events per source recording: ``{label: {recording: [n_tp, n_ref, files]}}``, an
-    event counting for each recording mixed into it (a walk of steps from two recordings counts
-    for both), ``files`` the files holding such events. ``hits``: from :func:`sed_scores`;
-    ``split``: with :attr:`Split.events_attributed`. False alarms belong to no recording."""
+    """Reference events per source recording: ``{label: {recording: [n_tp, n_ref, files,
+    n_tp_alone, n_ref_alone]}}``, an event counting for each recording mixed into it (a walk of
+    steps from two recordings counts for both), ``files`` the files holding such events, and the
+    ``_alone`` counts over the events made of that recording only — the ones whose hit says the
+    recording itself was recognised. ``hits``: from :func:`sed_scores`; ``split``: with
+    :attr:`Split.events_attributed`. False alarms belong to no recording."""
     out: dict = {label: {} for label in labels}
     files: dict = defaultdict(set)
     for name, evs in split.reference.items():
@@ -755,9 +758,12 @@ def per_recording(split: Split, hits: dict, labels: Sequence[str]) -> dict:
             hit = hits[name][e.label][rank[e.label]]
             rank[e.label] += 1
             for rec in e.sources:
-                counts = out[e.label].setdefault(rec, [0, 0, 0])
+                counts = out[e.label].setdefault(rec, [0, 0, 0, 0, 0])
                 counts[0] += hit
                 counts[1] += 1
+                if len(e.sources) == 1:
+                    counts[3] += hit
+                    counts[4] += 1
                 files[e.label, rec].add(name)
     for label, recs in out.items():
         for rec, counts in recs.items():
@@ -925,12 +931,14 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
             lines.append("| distinct source recordings | | " + " | ".join(str(recordings.get(k, 0)) for k in labels) + " |")
     with_rec = [s for s in systems.values() if "per_recording" in s["scores"]["event"]]
     if with_rec:
-        lines += ["", "Source recordings with at least one hit, of those with reference events "
-                  "(an event counts for each recording mixed into it):", "", head2, "|" + "---|" * (head2.count("|") - 1)]
+        lines += ["", "Source recordings with at least one hit, of those with reference events made of that "
+                  "recording alone (a walk of steps or a series of barks mixes several, and its hit names none):",
+                  "", head2, "|" + "---|" * (head2.count("|") - 1)]
         for s in with_rec:
             pr = s["scores"]["event"]["per_recording"]
+            alone = {k: [c for c in pr.get(k, {}).values() if c[4] > 0] for k in labels}
             lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
-                f"{sum(c[0] > 0 for c in pr[k].values())}/{len(pr[k])}" if pr.get(k) else "" for k in labels) + " |")
+                f"{sum(c[3] > 0 for c in alone[k])}/{len(alone[k])}" if alone[k] else "" for k in labels) + " |")
     with_stream_ci = [s for s in systems.values() if "excess_on_per_min_ci95" in s["scores"]["stream"]]
     if with_stream_ci:
         first = next(iter(systems.values()))
@@ -955,15 +963,16 @@ def format_recordings(systems: dict) -> str:
     with_rec = {key: s for key, s in systems.items() if "per_recording" in s["scores"]["event"]}
     rows = sorted({(label, rec) for s in with_rec.values()
                    for label, recs in s["scores"]["event"]["per_recording"].items() for rec in recs})
-    head = ("| label | source recording | files | events | "
-            + " | ".join(f"{s['system']} ({s['smoother']}) hits" for s in with_rec.values()) + " |")
-    lines = ["Reference events per source recording (an event counts for each recording mixed into it) "
-             "and each system's hits:", "", head, "|" + "---|" * (head.count("|") - 1)]
+    head = ("| label | source recording | files | events (alone) | "
+            + " | ".join(f"{s['system']} ({s['smoother']}) hits (alone)" for s in with_rec.values()) + " |")
+    lines = ["Reference events per source recording (an event counts for each recording mixed into it; in "
+             "brackets, the events made of that recording alone) and each system's hits:", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
     for label, rec in rows:
         counts = [s["scores"]["event"]["per_recording"].get(label, {}).get(rec) for s in with_rec.values()]
-        _, n_ref, files = next(c for c in counts if c)
-        lines.append(f"| {label} | {rec} | {files} | {n_ref} | "
-                     + " | ".join(str(c[0]) if c else "" for c in counts) + " |")
+        _, n_ref, files, _, n_alone = next(c for c in counts if c)
+        lines.append(f"| {label} | {rec} | {files} | {n_ref} ({n_alone}) | "
+                     + " | ".join(f"{c[0]} ({c[3]})" if c else "" for c in counts) + " |")
     return "\n".join(lines)
 
 

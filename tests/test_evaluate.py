@@ -484,17 +484,19 @@ def test_per_recording_counts_each_event_for_the_recordings_mixed_into_it():
     scores = score_system(split, dets, ["dog", "bird", "water"], None)
     assert scores["event"]["hits"]["c.wav"] == {"dog": [0, 1], "bird": [0]}
     pr = scores["event"]["per_recording"]
-    # c.wav's second dog mixes both recordings and is found: a hit for each; d.wav's dog is a false alarm of no one's
-    assert pr["dog"] == {"fido": [1, 3, 2], "rex": [2, 3, 2]}
-    assert pr["bird"] == {"tit": [1, 2, 2]} and pr["water"] == {}
+    # c.wav's second dog mixes both recordings and is found: a hit for each, but for neither alone;
+    # d.wav's dog is a false alarm of no one's
+    assert pr["dog"] == {"fido": [1, 3, 2, 0, 2], "rex": [2, 3, 2, 1, 2]}
+    assert pr["bird"] == {"tit": [1, 2, 2, 1, 2]} and pr["water"] == {}
     table = format_table({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores}})
-    assert "| m | tuned | 2/2 | 1/1 |  |" in table.splitlines()
+    assert "| m | tuned | 1/2 | 1/1 |  |" in table.splitlines()  # recognised alone: rex, not fido
     bird_only = score_system(split.only(["bird"]), {n: [d for d in ds if d.label == "bird"] for n, ds in dets.items()},
                              ["bird"], None)  # a peer scored on one label
     listing = format_recordings({"m/tuned": {"system": "m", "smoother": "tuned", "scores": scores},
                                  "p/streaming": {"system": "p", "smoother": "streaming", "scores": bird_only}}).splitlines()
-    assert "| label | source recording | files | events | m (tuned) hits | p (streaming) hits |" in listing
-    assert "| dog | fido | 2 | 3 | 1 |  |" in listing and "| bird | tit | 2 | 2 | 1 | 1 |" in listing
+    assert "| label | source recording | files | events (alone) | m (tuned) hits (alone) | p (streaming) hits (alone) |" \
+        in listing
+    assert "| dog | fido | 2 | 3 (2) | 1 (0) |  |" in listing and "| bird | tit | 2 | 2 (2) | 1 (1) | 1 (1) |" in listing
     unattributed = {n: [RefEvent(e.onset, e.offset, e.label) for e in evs] for n, evs in ref.items()}
     assert "per_recording" not in score_system(split_of(unattributed, dict.fromkeys(ref, 8.0), recordings), dets,
                                                ["dog", "bird"], None)["event"]
@@ -540,10 +542,11 @@ def test_eval_command_resamples_source_recordings_where_the_manifest_lists_them(
     assert row in proc.stdout.decode().splitlines()
     by_rec, by_file = (docs[u]["systems"]["test-gru/tuned"]["scores"] for u in ("recording", "file"))
     assert set(by_rec["event"]["per_recording"]["music"]) == {"p:a.ogg"}  # one music recording, in two files
-    assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][1:] == [4, 2]  # 4 events, in 2 files
+    assert by_rec["event"]["per_recording"]["music"]["p:a.ogg"][1:3] == [4, 2]  # 4 events, in 2 files
     tuned_hits, raw_hits = (docs["file"]["systems"][f"test-gru/{k}"]["scores"]["event"]["per_recording"]["music"]["p:a.ogg"][0]
                             for k in ("tuned", "raw"))
-    assert f"| music | p:a.ogg | 2 | 4 | {tuned_hits} | {raw_hits} |" in proc.stdout.decode().splitlines()  # --per-recording
+    assert f"| music | p:a.ogg | 2 | 4 (4) | {tuned_hits} ({tuned_hits}) | {raw_hits} ({raw_hits}) |" \
+        in proc.stdout.decode().splitlines()  # --per-recording
     assert docs["recording"]["settings"]["events_attributed"] is True
     assert by_rec["event"]["micro_f1"] == by_file["event"]["micro_f1"]  # the same figure, other intervals
     for scores in (by_rec, by_file):
