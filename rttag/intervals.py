@@ -96,7 +96,8 @@ def resampling(names: Sequence[str], recordings: dict, reference: dict, rounds: 
     rng = np.random.default_rng(seed)
     file_counts = _draw_counts(rng, rounds, len(names))
     if unit == "file":
-        return Resampling(unit, names, file_counts, {}, *_event_weights(names, reference, lambda label, j, _: file_counts[:, j]), 0)
+        events, event_start = _event_weights(names, reference, lambda label, j, _: file_counts[:, j])
+        return Resampling(unit, names, file_counts, {}, events, event_start, 0)
     missing = [n for n in names if not any(recordings.get(n, {}).values())]
     if missing:
         raise ValueError(f"no source recordings for {len(missing)} file(s), e.g. {missing[0]}")
@@ -104,7 +105,8 @@ def resampling(names: Sequence[str], recordings: dict, reference: dict, rounds: 
     index = {r: i for i, r in enumerate(ids)}
     unknown = sorted({r for n in names for _, srcs in reference.get(n, []) for r in srcs} - set(index))
     if unknown:
-        raise ValueError(f"{len(unknown)} recording(s) of the events are not among the files' recordings, e.g. {unknown[0]}")
+        raise ValueError(f"{len(unknown)} recording(s) of the events are not among the files' recordings, "
+                         f"e.g. {unknown[0]}")
     rec_counts = _draw_counts(rng, rounds, len(ids))
 
     def mean_count(recs) -> np.ndarray:  # rounds
