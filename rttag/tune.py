@@ -134,13 +134,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from .errors import RttagError
 from .evaluate import (OFFSET_FRACTION, T_COLLAR_S, Detection, FrameTiming, Split, held_on, load_split,
-                       match_onsets, run_model, sed_scores, smooth_runs)
+                       match_onsets, recordings_per_label, run_model, sed_scores, smooth_runs)
 from .smoother import FIELDS, SmootherParams
 
 log = logging.getLogger(__name__)
@@ -728,11 +728,15 @@ def write_smoother(src: Path, dst: Path, params: SmootherParams) -> None:
     onnx.save(model, str(dst))
 
 
-def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -> str:
-    """The chosen settings as a Markdown table (one row per label)."""
+def format_choice(labels: Sequence[str], params: SmootherParams, report: dict,
+                  recordings: Optional[dict] = None) -> str:
+    """The chosen settings as a Markdown table (one row per label); ``recordings``: the distinct
+    source recordings per label of the tuning split (:func:`rttag.evaluate.recordings_per_label`),
+    a column where given."""
     lines = ["| label | on | off | min_on_s | min_off_s | onset_lag_s | offset_lag_s | offset_excess_db | dominance "
-             "| val event F1 | val segment F1 | val latency (s) | val files held on | val events |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| val event F1 | val segment F1 | val latency (s) | val files held on | val events |"
+             + (" val recordings |" if recordings else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if recordings else "")]
     for k, label in enumerate(labels):
         r = report[label]
         note = "" if r["tuned"] else " (no events: kept)"
@@ -746,8 +750,27 @@ def format_choice(labels: Sequence[str], params: SmootherParams, report: dict) -
             latency = f"{r['latency_s']:.2f} (over budget)"
         held = f"{r['files_held_on']}" + ("" if r["held_on_ok"] else " (over the guard)")
         lines.append(f"| {label}{note} | " + " | ".join(f"{getattr(params, f)[k]:g}" for f in FIELDS)
-                     + f" | {r['event_f1']:.3f} | {r['segment_f1']:.3f} | {latency} | {held} | {r['n_ref']} |")
+                     + f" | {r['event_f1']:.3f} | {r['segment_f1']:.3f} | {latency} | {held} | {r['n_ref']} |"
+                     + (f" {recordings.get(label, 0)} |" if recordings else ""))
     return "\n".join(lines)
+
+
+FEW_RECORDINGS = 5
+"""A class tuned on events from fewer distinct source recordings than this gets a warning: a
+setting chosen on a few sources often does not carry to others (docs/EVALUATION.md, round 58d:
+half B's settings recognise 72 % of its own recordings and 47 % of the test's)."""
+
+
+def warn_few_recordings(labels: Sequence[str], report: dict, recordings: dict) -> list[str]:
+    """The tuned labels whose tuning events come from fewer than :data:`FEW_RECORDINGS` distinct
+    source recordings (``recordings``: per label; empty where the dataset does not list them),
+    each with a warning on the log."""
+    few = [label for label in labels
+           if recordings and report[label]["tuned"] and recordings.get(label, 0) < FEW_RECORDINGS]
+    for label in few:
+        log.warning("%s: its setting rests on %d source recording(s) of the tuning split; a setting chosen on "
+                    "few sources often does not carry to others", label, recordings.get(label, 0))
+    return few
 
 
 def run(args) -> int:
@@ -774,7 +797,9 @@ def run(args) -> int:
                                      overall_quantile=args.overall_quantile, min_recall=args.min_recall,
                                      max_held_on=args.max_held_on, over_budget=args.over_budget,
                                      durations_at=args.durations_at, stage1_min_on_s=args.stage1_min_on)
-    print(format_choice(info.labels, params, report))
+    recordings = recordings_per_label(split)
+    print(format_choice(info.labels, params, report, recordings))
+    warn_few_recordings(info.labels, report, recordings)
     print(f"\n{split.name} micro event F1: {summary['micro_f1']:.4f} with the {summary['objective']} objective, "
           f"offsets placed and dominance ({summary['placed_micro_f1']:.3f} before dominance, "
           f"{summary['choice_micro_f1']:.3f} before offsets; {summary['class_micro_f1']:.3f} with each "

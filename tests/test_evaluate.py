@@ -23,6 +23,7 @@ from rttag.smoother import SmootherParams
 from rttag.frontend import FrontendParams
 from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
                         check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
+                        FEW_RECORDINGS, warn_few_recordings,
                         latency_lists, micro_f1, offset_lags, onset_lags, overall_ascent, overall_latency,
                         stage2_durations)
 from conftest import BURSTS, run_rttag, split_of, tone_bursts, write_burst_dataset
@@ -624,8 +625,22 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
         assert near.min_on_s[0] <= 0.1 and r["event_f1"] == pytest.approx(0.6)
     assert "(budget raised to" in format_choice(["dog"], near, near_report)
     assert "(over budget)" in format_choice(["dog"], none, none_report)
+    assert "val recordings" not in format_choice(["dog"], none, none_report)  # the dataset does not list them
+    table = format_choice(["dog"], none, none_report, {"dog": 2, "background": 1}).splitlines()
+    assert table[0].endswith("| val events | val recordings |") and table[2].endswith(" 2 |")
     with pytest.raises(TuneError, match="over_budget 'closest'"):
         choose(split, runs, ["dog"], timing, fallback, over_budget="closest")
+
+
+def test_tune_warns_of_a_class_tuned_on_few_recordings(caplog):
+    report = {label: {"tuned": tuned} for label, tuned in (("dog", True), ("bird", True), ("door", False))}
+    with caplog.at_level("WARNING", logger="rttag.tune"):
+        few = warn_few_recordings(["dog", "bird", "door"], report, {"dog": 2, "bird": FEW_RECORDINGS, "door": 1})
+    assert few == ["dog"]  # door has no tuning events: kept, nothing to warn of
+    assert [r.getMessage() for r in caplog.records] == [
+        "dog: its setting rests on 2 source recording(s) of the tuning split; a setting chosen on few sources "
+        "often does not carry to others"]
+    assert warn_few_recordings(["dog"], report, {}) == []  # recordings not listed: no claim either way
 
 
 def ramp_fixture(rise_s: float) -> tuple[Split, dict, FrameTiming]:
