@@ -173,6 +173,18 @@ def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
     return out
 
 
+def label_ranks(events: Sequence[RefEvent]) -> list[int]:
+    """Each event's place among the events of its label in ``events`` (0 = the first): how
+    ``hits`` and ``latency_events`` name a file's reference events, the same in a split and in
+    :meth:`Split.only` of it."""
+    seen: Counter = Counter()
+    ranks = []
+    for e in events:
+        ranks.append(seen[e.label])
+        seen[e.label] += 1
+    return ranks
+
+
 def read_reference(tsv: Path, labels: Optional[Sequence[str]] = None,
                    files: Optional[Sequence[str]] = None) -> dict[str, list[RefEvent]]:
     """The events of a DCASE metadata TSV (``filename onset offset event_label``; a row with
@@ -206,6 +218,11 @@ def read_reference(tsv: Path, labels: Optional[Sequence[str]] = None,
     return dict(events)
 
 
+def recording_id(source: dict) -> str:
+    """A source recording's id, ``package:path``, from a ``manifest.json`` source entry."""
+    return f"{source['package']}:{source['path']}"
+
+
 def read_recordings(data_dir: Path, split: str, names: Sequence[str]) -> tuple[dict, dict]:
     """The source recordings of each file of ``names`` (relative to ``DIR/audio/SPLIT``) from
     ``DIR/manifest.json`` (what ``rttag data build`` writes), a recording's id being
@@ -229,14 +246,13 @@ def read_recordings(data_dir: Path, split: str, names: Sequence[str]) -> tuple[d
             name = clip["file"].removeprefix(prefix)
             by_label = defaultdict(list)
             for src in clip["sources"]:
-                by_label[src["label"]].append(f"{src['package']}:{src['path']}")
+                by_label[src["label"]].append(recording_id(src))
             found[name] = dict(by_label)
             if "events" in clip:
                 by_event = defaultdict(tuple)
                 for e in clip["events"]:
                     key = (float(e["onset"]), float(e["offset"]), e["label"])
-                    by_event[key] = tuple(dict.fromkeys(by_event[key] + tuple(
-                        f"{src['package']}:{src['path']}" for src in e["sources"])))
+                    by_event[key] = tuple(dict.fromkeys(by_event[key] + tuple(map(recording_id, e["sources"]))))
                 found_events[name] = dict(by_event)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EvalError(f"{manifest}: cannot read the clips of split {split!r} ({exc!r})") from None
@@ -625,7 +641,7 @@ def stream_scores(split: Split, detections: dict[str, list[Detection]], labels: 
                     e.label == d.label and e.onset < d.offset and d.onset < e.offset for e in refs):
                 short += 1
         pairs = match_onsets(refs, dets)
-        rank = {id(e): k for label in {e.label for e in refs} for k, e in enumerate(e for e in refs if e.label == label)}
+        rank = dict(zip(map(id, refs), label_ranks(refs)))
         latencies = [d.at - e.onset for e, d in pairs]
         for (e, d), latency in zip(pairs, latencies):
             by_label[e.label].append((latency, wait_of(d) if wait_of else None))
@@ -751,12 +767,10 @@ def per_recording(split: Split, hits: dict, labels: Sequence[str]) -> dict:
     out: dict = {label: {} for label in labels}
     files: dict = defaultdict(set)
     for name, evs in split.reference.items():
-        rank = Counter()
-        for e in evs:
+        for e, k in zip(evs, label_ranks(evs)):
             if e.label not in out:
                 continue
-            hit = hits[name][e.label][rank[e.label]]
-            rank[e.label] += 1
+            hit = hits[name][e.label][k]
             for rec in e.sources:
                 counts = out[e.label].setdefault(rec, [0, 0, 0, 0, 0])
                 counts[0] += hit
