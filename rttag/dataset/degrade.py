@@ -13,9 +13,10 @@ this command writes a copy of one split with every file put through one fixed co
 
 Output (``--out``): ``audio/SPLIT/*.wav`` (16 kHz mono PCM16, the input's names and lengths),
 ``metadata/SPLIT.tsv``, ``ATTRIBUTION.md`` and ``manifest.json`` copied from ``--data`` (the audio
-is derived from the same recordings; ``rttag eval`` reads them from the manifest) and ``degrade.json`` (the condition and its settings). Each file's random
-parts (room response, noise) are drawn from a seed made of its name and the condition, so the
-output is the same on every run. A file whose peak would pass 0.99 is scaled down to 0.99.
+is derived from the same recordings; ``rttag eval`` reads them from the manifest) and
+``degrade.json`` (the condition and its settings). Each file's random parts (room response,
+noise) are drawn from a seed made of its name and the condition, so the output is the same on
+every run. A file whose peak would pass 0.99 is scaled down to 0.99.
 """
 
 from __future__ import annotations
