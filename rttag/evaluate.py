@@ -456,11 +456,15 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     with any count only): the counts :mod:`rttag.intervals` resamples; ``event`` also holds
     ``hits``: ``{file: {label: [0 or 1, ...]}}``, for each of the file's reference events of that
     label in order, whether sed_eval's matching counts it detected (:func:`event_hits`; labels
-    with reference events only)."""
+    with reference events only), and ``onset_only``: the event-based F1 with the onset collar
+    alone (sed_eval's ``evaluate_offset=False``) as ``micro_f1``, ``macro_f1`` and ``per_class``
+    (label → F1): what the offsets cost is its gap to ``micro_f1``."""
     sed_eval = _sed_eval()
     event = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                    percentage_of_length=OFFSET_FRACTION,
                                                    empty_system_output_handling="zero_score")
+    onset = sed_eval.sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
+                                                   evaluate_offset=False, empty_system_output_handling="zero_score")
     segment = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=list(labels), time_resolution=SEGMENT_S)
     segment.empty_system_output_handling = "zero_score"  # its constructor does not take the option
     per_file, per_file_class = {"event": {}, "segment": {}}, {"event": {}, "segment": {}}
@@ -476,6 +480,7 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
         before_class = {kind: {label: dict(metric.class_wise[label]) for label in labels}
                         for kind, metric in (("event", event), ("segment", segment))}
         event.evaluate(ref, est)
+        onset.evaluate(ref, est)
         segment.evaluate(ref, est, evaluated_length_seconds=split.durations[name])
         for kind, metric in (("event", event), ("segment", segment)):
             per_file[kind][name] = [int(round(metric.overall[k] - before[kind][k])) for k in counts]
@@ -490,7 +495,10 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
         out = {kind: {**_summary(metric.results(), labels), "per_file": per_file[kind],
                       "per_file_class": per_file_class[kind]}
                for kind, metric in (("event", event), ("segment", segment))}
+        onsets = _summary(onset.results(), labels)
     out["event"]["hits"] = hits
+    out["event"]["onset_only"] = {"micro_f1": onsets["micro_f1"], "macro_f1": onsets["macro_f1"],
+                                  "per_class": {label: c["f1"] for label, c in onsets["per_class"].items()}}
     return out
 
 
@@ -854,13 +862,15 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
     the bootstrap unit of their intervals (:data:`rttag.intervals.UNITS`); ``recordings``: the
     distinct source recordings per label (:func:`recordings_per_label`), shown under the
     per-class intervals where given."""
-    head = ("| system | smoother | event F1 micro | event F1 macro | event ER | segment F1 | segment ER | PSDS1 | PSDS2 "
+    head = ("| system | smoother | event F1 micro | event F1 onsets only | event F1 macro | event ER | segment F1 "
+            "| segment ER | PSDS1 | PSDS2 "
             "| excess on/min | short spurious/min | files with a class held on | latency median (s) | latency p90 (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in systems.values():
         ev, seg, st = s["scores"]["event"], s["scores"]["segment"], s["scores"]["stream"]
         psds = s["scores"]["psds"]
-        lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} | {_fmt(ev['macro_f1'])} "
+        lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(ev['micro_f1'])} "
+                     f"| {_fmt(ev['onset_only']['micro_f1'])} | {_fmt(ev['macro_f1'])} "
                      f"| {_fmt(ev['micro_er'])} | {_fmt(seg['micro_f1'])} | {_fmt(seg['micro_er'])} "
                      f"| {_fmt(psds['psds1'] if psds else None)} | {_fmt(psds['psds2'] if psds else None)} "
                      f"| {_fmt(st['excess_on_per_min'], 1)} "

@@ -107,6 +107,19 @@ def test_offset_collar_is_twenty_percent_of_long_events():
     assert ok["event"]["micro_f1"] == pytest.approx(1.0) and late["event"]["micro_f1"] == pytest.approx(0.0)
 
 
+def test_onset_only_f1_ignores_the_offsets():
+    """A detection whose onset is in the collar but which ends 2 s late is a miss and a false
+    event for the event-based F1, a hit with the onsets alone; an onset 300 ms late is a miss for
+    both."""
+    split = split_of({"a.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(5.0, 6.0, "bird")]}, {"a.wav": 10.0})
+    dets = {"a.wav": [Detection("dog", 1.1, 4.0, 1.2), Detection("bird", 5.3, 6.0, 5.4)]}
+    ev = sed_scores(split, dets, ["dog", "bird"])["event"]
+    assert ev["micro_f1"] == pytest.approx(0.0)
+    assert ev["onset_only"]["micro_f1"] == pytest.approx(0.5)
+    assert ev["onset_only"]["per_class"] == pytest.approx({"dog": 1.0, "bird": 0.0})
+    assert ev["onset_only"]["macro_f1"] == pytest.approx(0.5)
+
+
 def test_jitter_and_latency_on_hand_made_events():
     split = split_of({"a.wav": [RefEvent(1.0, 3.0, "dog")]}, {"a.wav": 60.0})
     dets = {"a.wav": [Detection("dog", 1.05, 3.0, 1.15),   # the detection: latency at − onset = 0.15 s
