@@ -8,6 +8,7 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 
 * event-based F1 / error rate (sed_eval; onset collar 200 ms, offset collar
   max(200 ms, 20 % of the event)), micro (``overall``), macro (class-wise average), per class;
+  and the same F1 with the onset collar alone (what the offsets cost);
 * segment-based F1 / error rate at 1 s (sed_eval);
 * PSDS1 and PSDS2 (DCASE 2021+ scenario 1: DTC = GTC = 0.7, no cross-trigger, alpha_st = 1,
   eFPR up to 100 per hour — strict on where events start and end; scenario 2: DTC = GTC = 0.1,
