@@ -15,8 +15,8 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, event_sources, load_split,
                             match_onsets, PLACES, covered_s, detection_places, format_table, held_on,
-                            format_recordings, merge_events, psds, score_system, sed_scores, smooth, smoother_wait, stream_file, stream_scores,
-                            smooth_runs, system_names)
+                            format_recordings, merge_events, onset_scores, psds, score_system, sed_scores, smooth,
+                            smoother_wait, stream_file, stream_scores, smooth_runs, system_names)
 from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
 from rttag.smoother import SmootherParams
@@ -113,11 +113,11 @@ def test_onset_only_f1_ignores_the_offsets():
     both."""
     split = split_of({"a.wav": [RefEvent(1.0, 2.0, "dog"), RefEvent(5.0, 6.0, "bird")]}, {"a.wav": 10.0})
     dets = {"a.wav": [Detection("dog", 1.1, 4.0, 1.2), Detection("bird", 5.3, 6.0, 5.4)]}
-    ev = sed_scores(split, dets, ["dog", "bird"])["event"]
-    assert ev["micro_f1"] == pytest.approx(0.0)
-    assert ev["onset_only"]["micro_f1"] == pytest.approx(0.5)
-    assert ev["onset_only"]["per_class"] == pytest.approx({"dog": 1.0, "bird": 0.0})
-    assert ev["onset_only"]["macro_f1"] == pytest.approx(0.5)
+    assert sed_scores(split, dets, ["dog", "bird"])["event"]["micro_f1"] == pytest.approx(0.0)
+    onsets = onset_scores(split, dets, ["dog", "bird"])
+    assert onsets["micro_f1"] == pytest.approx(0.5)
+    assert onsets["per_class"] == pytest.approx({"dog": 1.0, "bird": 0.0})
+    assert onsets["macro_f1"] == pytest.approx(0.5)
 
 
 def test_jitter_and_latency_on_hand_made_events():
