@@ -499,38 +499,76 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
     """The event-based F1 with the onset collar alone (200 ms; sed_eval's
     ``evaluate_offset=False``): ``micro_f1``, ``macro_f1`` and ``per_class`` (label → F1); what
     the offsets cost is its gap to :func:`sed_scores`' event ``micro_f1``. Kept out of
-    :func:`sed_scores`, which ``rttag tune`` calls for every setting it tries."""
+    :func:`sed_scores`, which ``rttag tune`` calls for every setting it tries.
+
+    ``offsets``: where the offsets of the events this matching pairs end, per label and under
+    ``all``: ``matched`` pairs, ``in_collar`` (the system's offset within max(200 ms, 20 % of
+    the reference event) of the reference's), ``late`` and ``early`` (beyond the collar after or
+    before it), and ``late_median_s`` / ``early_median_s``, the median distance (s) of those
+    beyond it (None where there are none). A pair whose offset is in the collar need not be a
+    hit of :func:`sed_scores`, whose matching may pair the events differently."""
     metric = _sed_eval().sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                        evaluate_offset=False, empty_system_output_handling="zero_score")
+    errors: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}  # (offset error s, collar s)
     for name in split.paths:
-        metric.evaluate(*_sed_lists(split, detections, name))
+        ref, est = _sed_lists(split, detections, name)
+        before = metric.overall["Ntp"]  # sed_eval accumulates file by file
+        metric.evaluate(ref, est)
+        matches = event_matches(metric, ref, est)
+        if len(matches) != int(round(metric.overall["Ntp"] - before)):
+            raise RuntimeError(f"{name}: event_matches disagrees with sed_eval's count of onset hits")
+        for j, i in matches.items():
+            r = ref[j]
+            errors[r["event_label"]].append((est[i]["offset"] - r["offset"],
+                                             max(T_COLLAR_S, OFFSET_FRACTION * (r["offset"] - r["onset"]))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
         summary = _summary(metric.results(), labels)
+    offsets = {label: offset_misses(errors[label]) for label in labels}
+    offsets["all"] = offset_misses([e for label in labels for e in errors[label]])
     return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
-            "per_class": {label: c["f1"] for label, c in summary["per_class"].items()}}
+            "per_class": {label: c["f1"] for label, c in summary["per_class"].items()}, "offsets": offsets}
+
+
+def offset_misses(errors: Sequence[tuple[float, float]]) -> dict:
+    """From ``(system offset − reference offset, collar)`` pairs (s): the counts and medians of
+    :func:`onset_scores`' ``offsets``."""
+    err = np.array([e for e, _ in errors]).reshape(-1)
+    collar = np.array([c for _, c in errors]).reshape(-1)
+    late, early = err[err > collar], -err[err < -collar]
+    return {"matched": len(err), "in_collar": int(np.sum(np.abs(err) <= collar)), "late": len(late),
+            "early": len(early), "late_median_s": float(np.median(late)) if len(late) else None,
+            "early_median_s": float(np.median(early)) if len(early) else None}
 
 
 def event_hits(metric, ref: Sequence[dict], est: Sequence[dict]) -> list[int]:
     """Which of one file's reference events (``ref``, sed_eval dicts, in order) sed_eval's
-    event-based ``metric`` counts as detected (1) or not (0): its own optimal matching — the hit
-    matrix of same-label pairs whose onset and offset lie within the metric's collars
-    (``validate_onset``, ``validate_offset``), built in sed_eval's order, then
-    ``sed_eval.util.bipartite_match``. sed_eval reports only the counts; this gives which."""
+    event-based ``metric`` counts as detected (1) or not (0), by :func:`event_matches`. sed_eval
+    reports only the counts; this gives which."""
+    matched = event_matches(metric, ref, est)
+    return [int(j in matched) for j in range(len(ref))]
+
+
+def event_matches(metric, ref: Sequence[dict], est: Sequence[dict]) -> dict[int, int]:
+    """sed_eval's own optimal matching of one file's events by an event-based ``metric``:
+    ``{reference index: system index}``. The hit matrix of same-label pairs whose onset and
+    offset lie within the metric's collars (``validate_onset`` where the metric evaluates
+    onsets, ``validate_offset`` where it evaluates offsets), built in sed_eval's order, then
+    ``sed_eval.util.bipartite_match``."""
     from sed_eval.util import bipartite_match
 
     est_by_label: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(est):
         est_by_label[e["event_label"]].append(i)
     pairs = [(j, i) for j, r in enumerate(ref) for i in est_by_label.get(r["event_label"], [])
-             if metric.validate_onset(r, est[i], t_collar=metric.t_collar)
-             and metric.validate_offset(r, est[i], t_collar=metric.t_collar,
-                                        percentage_of_length=metric.percentage_of_length)]
+             if (not metric.evaluate_onset or metric.validate_onset(r, est[i], t_collar=metric.t_collar))
+             and (not metric.evaluate_offset
+                  or metric.validate_offset(r, est[i], t_collar=metric.t_collar,
+                                            percentage_of_length=metric.percentage_of_length))]
     graph: dict[int, list[int]] = {}  # system event → the reference events it may match, built as sed_eval does
     for j, i in sorted(pairs):
         graph.setdefault(i, []).append(j)
-    matched = bipartite_match(graph)  # reference index → system index
-    return [int(j in matched) for j in range(len(ref))]
+    return bipartite_match(graph)  # reference index → system index
 
 
 def _summary(r: dict, labels: Sequence[str]) -> dict:
@@ -858,6 +896,10 @@ def _latency_cell(fig: dict) -> str:
     return f"{_fmt(fig['latency_median_s'], 2)}{wait}, {fig['matched_fraction']:.0%}"
 
 
+def _offsets_cell(off: dict) -> str:
+    return f"{off['in_collar']}/{off['late']}/{off['early']}"
+
+
 def _held_cell(held: dict) -> str:
     """"files (share)" for the main table, e.g. "12 (6 %)"."""
     return f"{held['files']} ({100 * held['files_share']:.0f} %)" if held["files_share"] is not None else ""
@@ -919,6 +961,15 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
         pl = s["scores"]["places"]
         lines.append(f"| {s['system']} | {s['smoother']} | {_fmt(pl['per_min'], 1)} | "
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
+    head_off = "| system | smoother | all | " + " | ".join(labels) + " |"
+    lines += ["", "Offsets of the events found by their onset (the onsets-only matching): in the offset collar / "
+              "late / early, and for all labels the median distance (s) of the late and early ones beyond it:", "",
+              head_off, "|" + "---|" * (head_off.count("|") - 1)]
+    for s in systems.values():
+        off = s["scores"]["event"]["onset_only"]["offsets"]
+        lines.append(f"| {s['system']} | {s['smoother']} | {_offsets_cell(off['all'])} (late "
+                     f"{_fmt(off['all']['late_median_s'], 2)}, early {_fmt(off['all']['early_median_s'], 2)}) | "
+                     + " | ".join(_offsets_cell(off[k]) if k in off else "" for k in labels) + " |")
     head_ex = "| system | smoother | " + " | ".join(labels) + " | most frequent confusions |"
     lines += ["", f"Excess `on` events per minute per class (the jitter figure is their sum), and the "
               f"{N_CONFUSIONS} most frequent confusions (detected label on the reference label it "

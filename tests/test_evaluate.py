@@ -118,6 +118,29 @@ def test_onset_only_f1_ignores_the_offsets():
     assert onsets["micro_f1"] == pytest.approx(0.5)
     assert onsets["per_class"] == pytest.approx({"dog": 1.0, "bird": 0.0})
     assert onsets["macro_f1"] == pytest.approx(0.5)
+    assert onsets["offsets"]["dog"] == {"matched": 1, "in_collar": 0, "late": 1, "early": 0,
+                                        "late_median_s": pytest.approx(2.0), "early_median_s": None}
+    assert onsets["offsets"]["bird"]["matched"] == 0  # its onset is out of the collar: no pair
+
+
+def test_offsets_of_onset_matched_events_in_collar_late_and_early():
+    """Offsets of events paired by their onset: within the collar (max(200 ms, 20 % of the
+    reference event): 1 s for a 5 s event), late or early beyond it, with the median distance
+    beyond; an unmatched reference or a false detection adds nothing."""
+    split = split_of({"a.wav": [RefEvent(1.0, 6.0, "dog"), RefEvent(10.0, 11.0, "dog"), RefEvent(20.0, 21.0, "dog"),
+                                RefEvent(30.0, 31.0, "bird"), RefEvent(40.0, 41.0, "bird")]}, {"a.wav": 60.0})
+    dets = {"a.wav": [Detection("dog", 1.1, 6.9, 1.2),      # 0.9 s late, collar 1 s: in
+                      Detection("dog", 10.0, 11.5, 10.1),   # 0.5 s late, collar 0.2 s: late
+                      Detection("dog", 20.1, 20.4, 20.2),   # 0.6 s early: early
+                      Detection("bird", 30.0, 33.0, 30.1),  # 2 s late
+                      Detection("bird", 50.0, 51.0, 50.1)]}  # false; bird at 40 s is missed
+    off = onset_scores(split, dets, ["dog", "bird"])["offsets"]
+    assert off["dog"] == {"matched": 3, "in_collar": 1, "late": 1, "early": 1,
+                          "late_median_s": pytest.approx(0.5), "early_median_s": pytest.approx(0.6)}
+    assert off["bird"] == {"matched": 1, "in_collar": 0, "late": 1, "early": 0,
+                           "late_median_s": pytest.approx(2.0), "early_median_s": None}
+    assert off["all"] == {"matched": 4, "in_collar": 1, "late": 2, "early": 1,
+                          "late_median_s": pytest.approx(1.25), "early_median_s": pytest.approx(0.6)}
 
 
 def test_jitter_and_latency_on_hand_made_events():
