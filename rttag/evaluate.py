@@ -505,7 +505,7 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
     ``all``: ``matched`` pairs, ``in_collar`` (the system's offset within max(200 ms, 20 % of
     the reference event) of the reference's), ``late`` and ``early`` (beyond the collar after or
     before it), and ``late_median_s`` / ``early_median_s``, the median distance (s) of those
-    beyond it (None where there are none). A pair whose offset is in the collar need not be a
+    from the reference offset (None where there are none). A pair whose offset is in the collar need not be a
     hit of :func:`sed_scores`, whose matching may pair the events differently."""
     metric = _sed_eval().sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                        evaluate_offset=False, empty_system_output_handling="zero_score")
@@ -963,7 +963,8 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
                      + " | ".join(_fmt(pl[k], 2) for k in PLACES) + " |")
     head_off = "| system | smoother | all | " + " | ".join(labels) + " |"
     lines += ["", "Offsets of the events found by their onset (the onsets-only matching): in the offset collar / "
-              "late / early, and for all labels the median distance (s) of the late and early ones beyond it:", "",
+              "late / early, and for all labels the median distance (s) of the late and the early ones from the "
+              "reference offset:", "",
               head_off, "|" + "---|" * (head_off.count("|") - 1)]
     for s in systems.values():
         off = s["scores"]["event"]["onset_only"]["offsets"]
