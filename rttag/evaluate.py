@@ -8,7 +8,8 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
 
 * event-based F1 / error rate (sed_eval; onset collar 200 ms, offset collar
   max(200 ms, 20 % of the event)), micro (``overall``), macro (class-wise average), per class;
-  and the same F1 with the onset collar alone (what the offsets cost);
+  and the same F1 with the onset collar alone (what the offsets cost), with where the offsets
+  of the events it pairs end: in the offset collar, late or early;
 * segment-based F1 / error rate at 1 s (sed_eval);
 * PSDS1 and PSDS2 (DCASE 2021+ scenario 1: DTC = GTC = 0.7, no cross-trigger, alpha_st = 1,
   eFPR up to 100 per hour — strict on where events start and end; scenario 2: DTC = GTC = 0.1,
@@ -505,8 +506,8 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
     ``all``: ``matched`` pairs, ``in_collar`` (the system's offset within max(200 ms, 20 % of
     the reference event) of the reference's), ``late`` and ``early`` (beyond the collar after or
     before it), and ``late_median_s`` / ``early_median_s``, the median distance (s) of those
-    from the reference offset (None where there are none). A pair whose offset is in the collar need not be a
-    hit of :func:`sed_scores`, whose matching may pair the events differently."""
+    from the reference offset (None where there are none). A pair whose offset is in the collar
+    need not be a hit of :func:`sed_scores`, whose matching may pair the events differently."""
     metric = _sed_eval().sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                        evaluate_offset=False, empty_system_output_handling="zero_score")
     errors: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}  # (offset error s, collar s)
@@ -524,13 +525,13 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
         summary = _summary(metric.results(), labels)
-    offsets = {label: offset_misses(errors[label]) for label in labels}
-    offsets["all"] = offset_misses([e for label in labels for e in errors[label]])
+    offsets = {label: offset_summary(errors[label]) for label in labels}
+    offsets["all"] = offset_summary([e for label in labels for e in errors[label]])
     return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
             "per_class": {label: c["f1"] for label, c in summary["per_class"].items()}, "offsets": offsets}
 
 
-def offset_misses(errors: Sequence[tuple[float, float]]) -> dict:
+def offset_summary(errors: Sequence[tuple[float, float]]) -> dict:
     """From ``(system offset − reference offset, collar)`` pairs (s): the counts and medians of
     :func:`onset_scores`' ``offsets``."""
     err = np.array([e for e, _ in errors]).reshape(-1)
@@ -897,6 +898,7 @@ def _latency_cell(fig: dict) -> str:
 
 
 def _offsets_cell(off: dict) -> str:
+    """"in collar/late/early" for the offsets table, e.g. "113/32/38"."""
     return f"{off['in_collar']}/{off['late']}/{off['early']}"
 
 

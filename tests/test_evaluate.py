@@ -126,7 +126,7 @@ def test_onset_only_f1_ignores_the_offsets():
 def test_offsets_of_onset_matched_events_in_collar_late_and_early():
     """Offsets of events paired by their onset: within the collar (max(200 ms, 20 % of the
     reference event): 1 s for a 5 s event), late or early beyond it, with the median distance
-    beyond; an unmatched reference or a false detection adds nothing."""
+    from the reference offset; an unmatched reference or a false detection adds nothing."""
     split = split_of({"a.wav": [RefEvent(1.0, 6.0, "dog"), RefEvent(10.0, 11.0, "dog"), RefEvent(20.0, 21.0, "dog"),
                                 RefEvent(30.0, 31.0, "bird"), RefEvent(40.0, 41.0, "bird")]}, {"a.wav": 60.0})
     dets = {"a.wav": [Detection("dog", 1.1, 6.9, 1.2),      # 0.9 s late, collar 1 s: in
