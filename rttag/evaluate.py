@@ -74,7 +74,7 @@ from .errors import RttagError
 from .events import OffEvent, OnEvent
 from .frontend import FrontendParams
 from .intervals import BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, UNITS, add_intervals, resampling
-from .smoother import FIELDS as SMOOTHER_FIELDS, Smoother, SmootherParams
+from .smoother import DB_PER_LOG, FIELDS as SMOOTHER_FIELDS, Smoother, SmootherParams
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,15 @@ T_COLLAR_S = 0.2
 OFFSET_FRACTION = 0.2
 """The offset collar is max(T_COLLAR_S, this × event length)."""
 SEGMENT_S = 1.0
+LEVEL_EDGES_DB = (2.0, 4.0, 6.0, 10.0)
+"""Edges (dB) of the bins of :func:`onset_levels`' levels in the found-by-level figures:
+< 2, 2–4, 4–6, 6–10, ≥ 10 dB."""
+LEVEL_ONSET_S = 0.2
+"""A reference event's start, whose level :func:`onset_levels` measures (s)."""
+LEVEL_BACKGROUND_S = 2.0
+"""The time before a reference onset whose per-bin median is the background it rises from (s)."""
+LEVEL_MIN_BACKGROUND_S = 1.0
+"""Events with less than this before their onset (s) get no level."""
 SHORT_S = 0.25
 """Predicted events shorter than this (s) count as short."""
 HELD_COVER = 0.9
@@ -496,7 +505,8 @@ def sed_scores(split: Split, detections: dict[str, list[Detection]], labels: Seq
     return out
 
 
-def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict:
+def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
+                 levels: Optional[dict] = None) -> dict:
     """The event-based F1 with the onset collar alone (200 ms; sed_eval's
     ``evaluate_offset=False``): ``micro_f1``, ``macro_f1`` and ``per_class`` (label → F1); what
     the offsets cost is its gap to :func:`sed_scores`' event ``micro_f1``. Kept out of
@@ -507,10 +517,15 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
     the reference event) of the reference's), ``late`` and ``early`` (beyond the collar after or
     before it), and ``late_median_s`` / ``early_median_s``, the median distance (s) of those
     from the reference offset (None where there are none). A pair whose offset is in the collar
-    need not be a hit of :func:`sed_scores`, whose matching may pair the events differently."""
+    need not be a hit of :func:`sed_scores`, whose matching may pair the events differently.
+
+    ``by_level``, where ``levels`` (:func:`onset_levels`) are given: the reference events this
+    matching finds, by the level of their start: ``edges_db`` (:data:`LEVEL_EDGES_DB`),
+    ``found`` and ``total`` per bin (events without a level left out)."""
     metric = _sed_eval().sound_event.EventBasedMetrics(event_label_list=list(labels), t_collar=T_COLLAR_S,
                                                        evaluate_offset=False, empty_system_output_handling="zero_score")
     errors: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}  # (offset error s, collar s)
+    found, total = np.zeros(len(LEVEL_EDGES_DB) + 1, int), np.zeros(len(LEVEL_EDGES_DB) + 1, int)
     for name in split.paths:
         ref, est = _sed_lists(split, detections, name)
         before = metric.overall["Ntp"]  # sed_eval accumulates file by file
@@ -522,13 +537,47 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
             r = ref[j]
             errors[r["event_label"]].append((est[i]["offset"] - r["offset"],
                                              max(T_COLLAR_S, OFFSET_FRACTION * (r["offset"] - r["onset"]))))
+        for j, e in enumerate(split.reference[name] if levels is not None else ()):
+            level = levels.get(name, {}).get(e)
+            if level is not None:
+                b = int(np.searchsorted(LEVEL_EDGES_DB, level, side="right"))
+                total[b] += 1
+                found[b] += j in matches
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
         summary = _summary(metric.results(), labels)
     offsets = {label: offset_summary(errors[label]) for label in labels}
     offsets["all"] = offset_summary([e for label in labels for e in errors[label]])
-    return {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
-            "per_class": {label: c["f1"] for label, c in summary["per_class"].items()}, "offsets": offsets}
+    out = {"micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
+           "per_class": {label: c["f1"] for label, c in summary["per_class"].items()}, "offsets": offsets}
+    if levels is not None:
+        out["by_level"] = {"edges_db": list(LEVEL_EDGES_DB), "found": found.tolist(), "total": total.tolist()}
+    return out
+
+
+def onset_levels(split: Split, logmels: dict[str, np.ndarray], timing: FrameTiming) -> dict:
+    """How far each reference event's start rises above what came before it, from the mixture
+    alone: the mean over mel bins of the positive part of the log-mel (dB) of the frames in its
+    first :data:`LEVEL_ONSET_S` minus the per-bin median of the frames in the
+    :data:`LEVEL_BACKGROUND_S` before its onset. ``logmels``: ``{file: [T, n_mels]}``, natural
+    log of mel power as the frontend gives it, frames placed by ``timing``. Returns ``{file:
+    {RefEvent: dB}}``; events with less than :data:`LEVEL_MIN_BACKGROUND_S` before them, or no
+    frame in their start, are left out."""
+    out = {}
+    for name, events in split.reference.items():
+        if name not in logmels:
+            continue
+        db = np.asarray(logmels[name], dtype=np.float64) * DB_PER_LOG
+        frame = lambda t: int(np.clip(round((t - timing.centre0_s) / timing.hop_s), 0, len(db)))
+        out[name] = {}
+        for e in events:
+            start, end = frame(e.onset), frame(e.onset + LEVEL_ONSET_S)
+            first = frame(max(0.0, e.onset - LEVEL_BACKGROUND_S))
+            if e.onset < LEVEL_MIN_BACKGROUND_S or end <= start or start - first < 1:
+                continue
+            background = np.median(db[first:start], axis=0)
+            out[name][e] = float(np.maximum(db[start:end] - background, 0.0).mean())
+    return out
 
 
 def offset_summary(errors: Sequence[tuple[float, float]]) -> dict:
@@ -791,11 +840,13 @@ def detection_places(split: Split, detections: dict[str, list[Detection]]) -> di
 
 
 def score_system(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str],
-                 psds: Optional[dict], full: Optional[Split] = None, wait_of=None) -> dict:
+                 psds: Optional[dict], full: Optional[Split] = None, wait_of=None,
+                 levels: Optional[dict] = None) -> dict:
     """Every figure for one system (``psds`` computed once per set of probabilities), and
     under ``speech`` the figures for that label alone (the silero-vad comparison). ``full``:
     the split with every label's reference, for :func:`detection_places` (default ``split``);
-    ``wait_of``: the system's :func:`smoother_wait`, for the latency's split into rise and wait."""
+    ``wait_of``: the system's :func:`smoother_wait`, for the latency's split into rise and wait;
+    ``levels``: :func:`onset_levels`, for the events found by level."""
     scores = {**sed_scores(split, detections, labels),
               "stream": stream_scores(split, detections, labels, wait_of),
               "held_on": held_on(split, detections, labels),
@@ -808,7 +859,7 @@ def score_system(split: Split, detections: dict[str, list[Detection]], labels: S
                             **{k: v for k, v in
                                stream_scores(split.only(["speech"]), speech_only, ["speech"], wait_of).items()
                                if k not in ("per_file", "per_class")}}
-    scores["event"]["onset_only"] = onset_scores(split, detections, labels)
+    scores["event"]["onset_only"] = onset_scores(split, detections, labels, levels)
     if split.events_attributed:
         scores["event"]["per_recording"] = per_recording(split, scores["event"]["hits"], labels)
     return scores
@@ -973,6 +1024,19 @@ def format_table(systems: dict, unit: str = "file", recordings: Optional[dict] =
         lines.append(f"| {s['system']} | {s['smoother']} | {_offsets_cell(off['all'])} (late "
                      f"{_fmt(off['all']['late_median_s'], 2)}, early {_fmt(off['all']['early_median_s'], 2)}) | "
                      + " | ".join(_offsets_cell(off[k]) if k in off else "" for k in labels) + " |")
+    with_levels = [s for s in systems.values() if "by_level" in s["scores"]["event"]["onset_only"]]
+    if with_levels:
+        edges = with_levels[0]["scores"]["event"]["onset_only"]["by_level"]["edges_db"]
+        bins = [f"< {edges[0]:g}"] + [f"{a:g}–{b:g}" for a, b in zip(edges, edges[1:])] + [f"≥ {edges[-1]:g}"]
+        head_lv = "| system | smoother | " + " | ".join(f"{b} dB" for b in bins) + " |"
+        lines += ["", f"Reference events found by their onset (the onsets-only matching), by how far their first "
+                  f"{LEVEL_ONSET_S:g} s rises above the {LEVEL_BACKGROUND_S:g} s before them (mean over mel bins of "
+                  "the positive excess of the mixture): found/events (share):", "", head_lv,
+                  "|" + "---|" * (head_lv.count("|") - 1)]
+        for s in with_levels:
+            lv = s["scores"]["event"]["onset_only"]["by_level"]
+            lines.append(f"| {s['system']} | {s['smoother']} | " + " | ".join(
+                f"{f}/{t} ({_fmt(f / t if t else None, 2)})" for f, t in zip(lv["found"], lv["total"])) + " |")
     head_ex = "| system | smoother | " + " | ".join(labels) + " | most frequent confusions |"
     lines += ["", f"Excess `on` events per minute per class (the jitter figure is their sum), and the "
               f"{N_CONFUSIONS} most frequent confusions (detected label on the reference label it "
@@ -1082,6 +1146,7 @@ def run(args) -> int:
     if roll_file not in split.paths:
         raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
     systems, walls, rolls = {}, {}, []
+    levels = None  # each reference event's start level, from the first model's log-mel frames
     for model, name in zip(models, system_names([m.info.name for m in models], paths)):
         info = model.info
         timing = FrameTiming.of_frontend(info.frontend)
@@ -1089,6 +1154,8 @@ def run(args) -> int:
         runs = run_model(model, split, info.smoother)
         walls[name] = {"pipeline_s": time.perf_counter() - t0}
         probs = {n: r.probs for n, r in runs.items()}
+        if levels is None:
+            levels = onset_levels(split, {n: r.logmel for n, r in runs.items()}, timing)
         t1 = time.perf_counter()
         psds_figures = psds(split, probs, timing, info.labels, args.psds_resolution)
         walls[name]["psds_s"] = time.perf_counter() - t1
@@ -1097,7 +1164,8 @@ def run(args) -> int:
         raw = smooth_runs(runs, info.labels, raw_params, timing)
         for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
             t2 = time.perf_counter()
-            scores = score_system(split, dets, info.labels, psds_figures, wait_of=smoother_wait(params, info.labels, timing))
+            scores = score_system(split, dets, info.labels, psds_figures,
+                                  wait_of=smoother_wait(params, info.labels, timing), levels=levels)
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "params": _params_dict(params, info.labels), "scores": scores}
             walls[name][f"score_{kind}_s"] = time.perf_counter() - t2
@@ -1106,7 +1174,7 @@ def run(args) -> int:
         rolls.append({"name": name, "labels": info.labels, "timing": timing, "probs": probs,
                       "tuned": smoothed, "raw": raw})
     if not args.no_silero:
-        systems.update(_silero_systems(split, args, walls, rolls))
+        systems.update(_silero_systems(split, args, walls, rolls, levels))
     unit = args.bootstrap_unit
     if unit == "recording" and not split.recordings:
         log.warning("%s/manifest.json does not list the source recordings of split %s: "
@@ -1137,7 +1205,7 @@ def run(args) -> int:
     return 0
 
 
-def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
+def _silero_systems(split: Split, args, walls: dict, rolls: list, levels: Optional[dict]) -> dict:
     from . import silero_peer
 
     labels = ("speech",)
@@ -1157,7 +1225,8 @@ def _silero_systems(split: Split, args, walls: dict, rolls: list) -> dict:
         out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),
                                      "scores": score_system(speech, dets, labels, psds_figures, full=split,
-                                                            wait_of=smoother_wait(params, labels, timing))}
+                                                            wait_of=smoother_wait(params, labels, timing),
+                                                            levels=levels)}
     rolls.append({"name": "silero-vad", "labels": labels, "timing": timing, "probs": probs,
                   "tuned": dets_by_kind["streaming"], "raw": dets_by_kind["raw"]})
     return out

@@ -15,11 +15,11 @@ import soundfile as sf
 
 from rttag.evaluate import (Detection, EvalError, FileRun, FrameTiming, RefEvent, Split, event_sources, load_split,
                             match_onsets, PLACES, covered_s, detection_places, format_table, held_on,
-                            format_recordings, merge_events, onset_scores, psds, score_system, sed_scores, smooth,
+                            format_recordings, merge_events, onset_levels, onset_scores, psds, score_system, sed_scores, smooth,
                             smoother_wait, stream_file, stream_scores, smooth_runs, system_names)
 from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
-from rttag.smoother import SmootherParams
+from rttag.smoother import DB_PER_LOG, SmootherParams
 from rttag.frontend import FrontendParams
 from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
                         check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
@@ -141,6 +141,26 @@ def test_offsets_of_onset_matched_events_in_collar_late_and_early():
                            "late_median_s": pytest.approx(2.0), "early_median_s": None}
     assert off["all"] == {"matched": 4, "in_collar": 1, "late": 2, "early": 1,
                           "late_median_s": pytest.approx(1.25), "early_median_s": pytest.approx(0.6)}
+
+
+def test_onset_levels_and_the_events_found_by_level():
+    """An event's start level is the mean over mel bins of how far its first 0.2 s rises above
+    the per-bin median of the 2 s before it (dB); an event with under 1 s before it gets none.
+    The onsets-only figures count the events found per level bin."""
+    timing = FrameTiming(hop_s=0.1, centre0_s=0.05, ready0_s=0.1)
+    db = np.zeros((80, 4))                  # 8 s, background 0 dB in every bin
+    db[20:30, :2] = 6.0                     # 2.0–3.0 s: +6 dB in half the bins → 3 dB
+    db[50:60, :] = 12.0                     # 5.0–6.0 s: +12 dB everywhere → 12 dB
+    db[3:8, :] = 20.0                       # 0.3–0.8 s: too early for a background
+    events = [RefEvent(0.3, 0.8, "dog"), RefEvent(2.0, 3.0, "dog"), RefEvent(5.0, 6.0, "bird")]
+    split = split_of({"a.wav": events}, {"a.wav": 8.0})
+    levels = onset_levels(split, {"a.wav": db / DB_PER_LOG}, timing)["a.wav"]
+    assert set(levels) == set(events[1:])
+    assert levels[events[1]] == pytest.approx(3.0) and levels[events[2]] == pytest.approx(12.0)
+    dets = {"a.wav": [Detection("dog", 2.1, 3.0, 2.2), Detection("bird", 6.5, 7.0, 6.6)]}  # the bird is missed
+    by_level = onset_scores(split, dets, ["dog", "bird"], {"a.wav": levels})["by_level"]
+    assert by_level == {"edges_db": [2.0, 4.0, 6.0, 10.0], "found": [0, 1, 0, 0, 0], "total": [0, 1, 0, 0, 1]}
+    assert "by_level" not in onset_scores(split, dets, ["dog", "bird"])
 
 
 def test_jitter_and_latency_on_hand_made_events():
