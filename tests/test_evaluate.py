@@ -474,6 +474,12 @@ def test_eval_command_prints_the_table_and_writes_json_and_plots(dataset, model_
     assert silero["psds"]["psds1"] is not None and silero["psds"]["psds2"] is None  # speech alone: no cross-triggers
     assert raw["stream"]["on_per_min"] >= tuned["stream"]["on_per_min"]
     assert "Where the detections fall" in table
+    assert "Offsets of the events found by their onset" in table and "Reference events found by their onset" in table
+    lv_tuned, lv_raw = tuned["event"]["onset_only"]["by_level"], raw["event"]["onset_only"]["by_level"]
+    assert lv_tuned["total"] == lv_raw["total"] and sum(lv_tuned["total"]) > 0  # one level per event, any smoother
+    assert all(f <= t for f, t in zip(lv_tuned["found"], lv_tuned["total"]))
+    for off in (tuned["event"]["onset_only"]["offsets"]["all"], raw["event"]["onset_only"]["offsets"]["all"]):
+        assert off["in_collar"] + off["late"] + off["early"] == off["matched"]
     assert "Micro F1, resampling the files" in table and "Event F1 per class with its 95 % interval" in table
     assert doc["settings"]["bootstrap_rounds"] == 2000
     # the tone-burst dataset has no manifest.json: the intervals say they resample files only
