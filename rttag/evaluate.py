@@ -83,7 +83,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 T_COLLAR_S = 0.2
 """Onset collar, and the least offset collar (s)."""
 OFFSET_FRACTION = 0.2
-"""The offset collar is max(T_COLLAR_S, this × event length)."""
+"""The offset collar is max(T_COLLAR_S, this × event length) (:func:`offset_collar_s`)."""
 SEGMENT_S = 1.0
 LEVEL_EDGES_DB = (2.0, 4.0, 6.0, 10.0)
 """Edges (dB) of the bins of :func:`onset_levels`' levels in the found-by-level figures:
@@ -449,6 +449,12 @@ def _sed_eval():
     return sed_eval
 
 
+def offset_collar_s(onset: float, offset: float) -> float:
+    """The offset collar (s) of a reference event from ``onset`` to ``offset`` (s): max(200 ms,
+    20 % of its length), as sed_eval's event-based metric here applies it."""
+    return max(T_COLLAR_S, OFFSET_FRACTION * (offset - onset))
+
+
 def _sed_lists(split: Split, detections: dict[str, list[Detection]], name: str):
     ref = [{"filename": name, "event_label": e.label, "onset": e.onset, "offset": e.offset}
            for e in split.reference[name]]
@@ -535,14 +541,14 @@ def onset_scores(split: Split, detections: dict[str, list[Detection]], labels: S
             raise RuntimeError(f"{name}: event_matches disagrees with sed_eval's count of onset hits")
         for j, i in matches.items():
             r = ref[j]
-            errors[r["event_label"]].append((est[i]["offset"] - r["offset"],
-                                             max(T_COLLAR_S, OFFSET_FRACTION * (r["offset"] - r["onset"]))))
-        for j, e in enumerate(split.reference[name] if levels is not None else ()):
-            level = levels.get(name, {}).get(e)
-            if level is not None:
-                b = int(np.searchsorted(LEVEL_EDGES_DB, level, side="right"))
-                total[b] += 1
-                found[b] += j in matches
+            errors[r["event_label"]].append((est[i]["offset"] - r["offset"], offset_collar_s(r["onset"], r["offset"])))
+        if levels is not None:
+            for j, e in enumerate(split.reference[name]):
+                level = levels.get(name, {}).get(e)
+                if level is not None:
+                    b = int(np.searchsorted(LEVEL_EDGES_DB, level, side="right"))
+                    total[b] += 1
+                    found[b] += j in matches
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # sed_eval's nanmean over classes without events
         summary = _summary(metric.results(), labels)

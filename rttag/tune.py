@@ -139,7 +139,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .errors import RttagError
-from .evaluate import (OFFSET_FRACTION, T_COLLAR_S, Detection, FrameTiming, Split, held_on, load_split,
+from .evaluate import (T_COLLAR_S, Detection, FrameTiming, Split, held_on, load_split, offset_collar_s,
                        match_onsets, recordings_per_label, run_model, sed_scores, smooth_runs)
 from .smoother import FIELDS, SmootherParams
 
@@ -280,7 +280,7 @@ def offset_hits(split: Split, detections: dict[str, list[Detection]], labels: Se
     for name in split.paths:
         for ref, det in match_onsets(split.reference[name], detections.get(name, [])):
             if abs(det.onset - ref.onset) <= T_COLLAR_S and det.offset < ends[name]:
-                collar = max(T_COLLAR_S, OFFSET_FRACTION * (ref.offset - ref.onset))
+                collar = offset_collar_s(ref.onset, ref.offset)
                 hits[ref.label] += np.abs(np.maximum(det.offset - shifts, det.onset) - ref.offset) <= collar
     return hits
 
