@@ -49,6 +49,29 @@ def test_augment_chain_keeps_shapes_and_targets_with_freq_mixstyle():
     assert torch.all(ya >= y)  # mixing unites labels, never removes one
 
 
+def test_mix_adds_the_next_stream_at_the_asked_level_and_unites_labels():
+    """Stream b gets stream b−1's power times the drawn gain; a fixed range gives that gain
+    exactly, ``p_apply`` 0 leaves every stream alone, and the draws do not depend on the settings."""
+    p = torch.rand(6, 50, 4) + 0.1
+    y = torch.zeros(6, 50, 3)
+    y[2, 10:20, 1] = 1
+    for level_db in ((0.0, 0.0), (6.0, 6.0), (-10.0, -10.0)):
+        out, yo = augment.mix(p, y, p_apply=1.0, level_db=level_db)
+        assert torch.allclose(out, p + 10 ** (level_db[0] / 10) * p.roll(1, 0), rtol=1e-5)
+        assert torch.equal(yo[3, 10:20, 1], torch.ones(10)) and torch.equal(yo[2], y[2])  # stream 3 got stream 2's label
+    out, yo = augment.mix(p, y, p_apply=0.0, level_db=(6.0, 6.0))
+    assert torch.equal(out, p) and torch.equal(yo, y)
+    torch.manual_seed(1)
+    a, _ = augment.mix(p, y, p_apply=0.5, level_db=(-6.0, 0.0))
+    after_a = torch.rand(1)
+    torch.manual_seed(1)
+    b, _ = augment.mix(p, y, p_apply=0.5, level_db=(-6.0, 6.0))
+    assert torch.equal(torch.rand(1), after_a)  # the same random numbers consumed
+    mixed = (a != p).flatten(1).any(1)
+    assert torch.equal(mixed, (b != p).flatten(1).any(1))  # the same streams picked
+    assert torch.all((b - p)[mixed] >= (a - p)[mixed])  # each drawn gain scaled up, not redrawn
+
+
 def test_reverb_tail_energy_follows_the_asked_range():
     """One loud frame in silence: the tail after it holds the asked share of its energy."""
     p = torch.zeros(8, 200, 4)

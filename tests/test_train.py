@@ -135,7 +135,7 @@ def test_train_continue_and_export(dataset, tmp_path):
     proc = run_rttag("train", "--arch", "crnn", "-o", str(third), "--init", str(second), "--max-epochs", "2",
                      "--keep", "last", "--offset-weight", "3", "--freq-mixstyle", "0.5", "--confusion-weight", "2",
                      "--steady-weight", "5", "--steady-grace", "0.05", "--reverb-p", "0.5", "--reverb-db=-9,3",
-                     "--target-delay", "0.05", *common, env=env, timeout=300)
+                     "--mix-p", "0.6", "--mix-db=-6,6", "--target-delay", "0.05", *common, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     c3 = load(third)
     assert c3["best_epoch"] == 5 and [h["epoch"] for h in c3["history"]] == [1, 2, 3, 4, 5]
@@ -147,6 +147,8 @@ def test_train_continue_and_export(dataset, tmp_path):
     assert c3["train"]["steady_grace_s"] == 0.05 and c2["train"]["steady_grace_s"] == 0.0
     assert c3["train"]["reverb_p"] == 0.5 and c3["train"]["reverb_db"] == [-9.0, 3.0]
     assert c2["train"]["reverb_p"] == 0.3 and c2["train"]["reverb_db"] == [-12.0, -3.0]
+    assert c3["train"]["mix_p"] == 0.6 and c3["train"]["mix_db"] == [-6.0, 6.0]
+    assert c2["train"]["mix_p"] == 0.3 and c2["train"]["mix_db"] == [-6.0, 0.0]
     assert c3["train"]["target_delay_s"] == 0.05 and c2["train"]["target_delay_s"] == 0.0
     assert f"--init {second} was trained with --target-delay 0; this stage trains with 0.05" in proc.stderr.decode()
     # the delayed model's events are back-dated by the delay on top of the lag measured after it
@@ -211,10 +213,12 @@ def test_tail_frames_follow_each_event_where_its_class_is_inactive():
     (["--reverb-db=3,-9"], "--reverb-db 3,-9: LOW is above HIGH"),
     (["--reverb-db", "loud"], "--reverb-db loud: expected LOW,HIGH in dB, such as -12,-3"),
     (["--reverb-p", "1.5"], "--reverb-p 1.5: a share, in [0, 1]"),
+    (["--mix-p", "-0.1"], "--mix-p -0.1: a share, in [0, 1]"),
+    (["--mix-db=6,-6"], "--mix-db 6,-6: LOW is above HIGH"),
     (["--target-delay", "-0.1"], "--target-delay -0.1: seconds, not negative"),
     (["--target-delay", "5"], "--target-delay 5.0: 500 frames, not less than --chunk 500"),
 ])
-def test_bad_reverb_or_delay_settings_are_one_error_line(dataset, tmp_path, flags, message):
+def test_bad_augment_or_delay_settings_are_one_error_line(dataset, tmp_path, flags, message):
     proc = run_rttag("train", "--arch", "frame-mlp", "--data", str(dataset), "-o", str(tmp_path / "x.pt"), *flags,
                      env={"RTTAG_CACHE": str(tmp_path / "cache")}, timeout=300)
     err = proc.stderr.decode().strip().splitlines()

@@ -9,7 +9,9 @@ Features are ``log(mel_power + 1e-6)``; every acoustic change is applied to the 
   (RT60 0.2–1.0 s, tail energy −12…−3 dB relative to the direct sound by default, on 30 % of
   the streams; ``rttag train --reverb-db LOW,HIGH --reverb-p P`` widens either);
 * background: stationary coloured noise at a random level under the chunk's median power;
-* mixing: another stream's chunk added in the power domain (−6…0 dB), labels united;
+* mixing: another stream's chunk added in the power domain (−6…0 dB by default, on 30 % of the
+  streams; ``rttag train --mix-p P --mix-db LOW,HIGH`` changes either), labels united — the
+  stream's events partly masked by another recording's sound;
 * pitch: the mel axis shifted by up to ±3 bins (≈ ±15 % in frequency), edge bins repeated —
   another bark, siren or voice than the few the training set holds;
 * SpecAugment-style frequency masks and one short time mask;
@@ -65,6 +67,9 @@ def colour(x: torch.Tensor, p_lowpass: float = 0.3) -> torch.Tensor:
 REVERB_DB = (-12.0, -3.0)
 """Default range of the reverberant tail's energy relative to the direct sound (dB)."""
 
+MIX_DB = (-6.0, 0.0)
+"""Default range of the added stream's power relative to its own (dB), see :func:`mix`."""
+
 
 def reverb(p: torch.Tensor, p_apply: float = 0.3, hop_s: float = 0.01, taps: int = 100,
            level_db: tuple[float, float] = REVERB_DB) -> torch.Tensor:
@@ -97,11 +102,15 @@ def background(p: torch.Tensor, p_apply: float = 0.4) -> torch.Tensor:
     return p + noise * jitter * _chance(b, p_apply, dev)
 
 
-def mix(p: torch.Tensor, y: torch.Tensor, p_apply: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add the power of the next stream's chunk (−6…0 dB) to a random subset; labels united."""
+def mix(p: torch.Tensor, y: torch.Tensor, p_apply: float = 0.3,
+        level_db: tuple[float, float] = MIX_DB) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the power of the next stream's chunk to a share ``p_apply`` of the streams, scaled by
+    a gain drawn uniformly from ``level_db`` (dB); labels united. Mel power ``p`` ``[B, T, F]``,
+    targets ``y`` ``[B, T, C]``. The draws do not depend on the settings, so two runs that differ
+    only in them see the same batches otherwise."""
     b = p.shape[0]
     m = _chance(b, p_apply, p.device)
-    level = torch.exp((-6.0 * torch.rand(b, 1, 1, device=p.device)) * DB)
+    level = torch.exp((level_db[0] + (level_db[1] - level_db[0]) * torch.rand(b, 1, 1, device=p.device)) * DB)
     p2, y2 = p.roll(1, 0), y.roll(1, 0)
     return p + m * level * p2, torch.maximum(y, m * y2)
 
@@ -152,13 +161,15 @@ def freq_mixstyle(x: torch.Tensor, p_apply: float, alpha: float = 0.4, eps: floa
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, p_freq_mixstyle: float = 0.0, p_reverb: float = 0.3,
-            reverb_db: tuple[float, float] = REVERB_DB) -> tuple[torch.Tensor, torch.Tensor]:
+            reverb_db: tuple[float, float] = REVERB_DB, p_mix: float = 0.3,
+            mix_db: tuple[float, float] = MIX_DB) -> tuple[torch.Tensor, torch.Tensor]:
     """The full chain: ``x`` log-mel ``[B, T, F]``, ``y`` targets ``[B, T, C]`` → augmented pair;
     Freq-MixStyle on a share ``p_freq_mixstyle`` of the streams (0: not at all); reverberation on
-    a share ``p_reverb``, its tail energy drawn from ``reverb_db`` (dB, see :func:`reverb`)."""
+    a share ``p_reverb``, its tail energy drawn from ``reverb_db`` (dB, see :func:`reverb`);
+    another stream mixed into a share ``p_mix`` at ``mix_db`` (dB, see :func:`mix`)."""
     x = pitch(x)
     p = _to_power(x + colour(x))
-    p, y = mix(p, y)
+    p, y = mix(p, y, p_mix, mix_db)
     p = reverb(p, p_reverb, level_db=reverb_db)
     p = background(p)
     x = _to_log(p)

@@ -78,14 +78,14 @@ unmapping it and page-faulting it back (the batch activations are tens of MB eac
 page faults)."""
 
 
-def reverb_db_range(text: str) -> tuple[float, float]:
-    """``--reverb-db``'s ``LOW,HIGH`` (dB) → (low, high)."""
+def db_range(flag: str, text: str) -> tuple[float, float]:
+    """A ``LOW,HIGH`` option in dB (``--reverb-db``, ``--mix-db``) → (low, high)."""
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise RttagError(f"--reverb-db {text}: expected LOW,HIGH in dB, such as -12,-3") from None
+        raise RttagError(f"{flag} {text}: expected LOW,HIGH in dB, such as -12,-3") from None
     if low > high:
-        raise RttagError(f"--reverb-db {text}: LOW is above HIGH")
+        raise RttagError(f"{flag} {text}: LOW is above HIGH")
     return low, high
 
 
@@ -131,6 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="range of the reverberant tail's energy relative to the direct sound, dB "
                         "(default -12,-3; 0 is a microphone a metre or two from the source; write --reverb-db=-9,3, "
                         "since the value starts with a minus)")
+    parser.add_argument("--mix-p", type=float, default=0.3, metavar="P",
+                        help="share of training streams with another stream's chunk mixed in, labels united "
+                        "(default 0.3)")
+    parser.add_argument("--mix-db", default=",".join(f"{v:g}" for v in augment.MIX_DB), metavar="LOW,HIGH",
+                        help="range of the mixed-in stream's power relative to its own, dB (default -6,0; write "
+                        "--mix-db=-6,6, since the value starts with a minus)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -346,6 +352,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
             "reverb_p": args.reverb_p, "reverb_db": list(args.reverb_db),
+            "mix_p": args.mix_p, "mix_db": list(args.mix_db),
             "malloc_env": all(k in os.environ for k in MALLOC_ENV)}
 
 
@@ -380,9 +387,11 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
     if args.target_delay < 0:
         raise RttagError(f"--target-delay {args.target_delay}: seconds, not negative")
-    if not 0.0 <= args.reverb_p <= 1.0:
-        raise RttagError(f"--reverb-p {args.reverb_p}: a share, in [0, 1]")
-    args.reverb_db = reverb_db_range(args.reverb_db)  # (low, high) dB from here on, for the loop and the record
+    for flag, share in (("--reverb-p", args.reverb_p), ("--mix-p", args.mix_p)):
+        if not 0.0 <= share <= 1.0:
+            raise RttagError(f"{flag} {share}: a share, in [0, 1]")
+    args.reverb_db = db_range("--reverb-db", args.reverb_db)  # (low, high) dB from here on, for the loop and the record
+    args.mix_db = db_range("--mix-db", args.mix_db)
     minutes = args.minutes or DEFAULT_MINUTES[args.arch]
     output = Path(args.output or MODELS_DIR / f"{args.arch}.pt")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -455,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
             j, lead = label_frames(idx, s, args.chunk, delay)
             x, y, o = feats[i].to(device), targets[j].float().to(device), onsets[j].float().to(device)
             if not args.no_augment:
-                x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, args.reverb_db)
+                x, y = augment.augment(x, y, args.freq_mixstyle, args.reverb_p, args.reverb_db, args.mix_p, args.mix_db)
             weight = loss_weight(y, o, tails[j].float().to(device), args.onset_weight, args.offset_weight,
                                  args.confusion_weight)
             logits, *state = model(x, *state)
