@@ -43,6 +43,12 @@ def _to_log(p: torch.Tensor) -> torch.Tensor:
     return (p + LOG_OFFSET).log()
 
 
+def _gain(level_db: tuple[float, float], *shape: int, device) -> torch.Tensor:
+    """Power gains ``[*shape]`` in natural-log units, drawn uniformly from ``level_db`` (dB);
+    one ``torch.rand`` draw of ``shape`` whatever the range."""
+    return (level_db[0] + (level_db[1] - level_db[0]) * torch.rand(*shape, device=device)) * DB
+
+
 def _chance(b: int, p: float, device) -> torch.Tensor:
     """Float mask ``[B, 1, 1]``: 1 for the streams picked with probability ``p``."""
     return (torch.rand(b, 1, 1, device=device) < p).float()
@@ -79,7 +85,7 @@ def reverb(p: torch.Tensor, p_apply: float = 0.3, hop_s: float = 0.01, taps: int
     b, t, f = p.shape
     dev = p.device
     rt60 = 0.2 + 0.8 * torch.rand(b, 1, device=dev)
-    level = (level_db[0] + (level_db[1] - level_db[0]) * torch.rand(b, 1, device=dev)) * DB
+    level = _gain(level_db, b, 1, device=dev)
     k = torch.arange(1, taps + 1, device=dev).float() * hop_s
     tail = torch.exp(-6.9 * k / rt60)  # [B, taps], power decays 60 dB over rt60
     tail = tail / tail.sum(1, keepdim=True) * level.exp()  # total tail energy = level
@@ -110,7 +116,7 @@ def mix(p: torch.Tensor, y: torch.Tensor, p_apply: float = 0.3,
     only in them see the same batches otherwise."""
     b = p.shape[0]
     m = _chance(b, p_apply, p.device)
-    level = torch.exp((level_db[0] + (level_db[1] - level_db[0]) * torch.rand(b, 1, 1, device=p.device)) * DB)
+    level = _gain(level_db, b, 1, 1, device=p.device).exp()
     p2, y2 = p.roll(1, 0), y.roll(1, 0)
     return p + m * level * p2, torch.maximum(y, m * y2)
 
