@@ -35,6 +35,18 @@ def _model_file(text: str) -> str:
     return str(shipped) if shipped.is_file() else text
 
 
+def db_range(flag: str, text: str) -> tuple[float, float]:
+    """A ``LOW,HIGH`` option in dB (``rttag train --reverb-db / --mix-db``, ``rttag data build
+    --train-ebr-db``) → (low, high)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise RttagError(f"{flag} {text}: expected LOW,HIGH in dB, such as -12,-3") from None
+    if low > high:
+        raise RttagError(f"{flag} {text}: LOW is above HIGH")
+    return low, high
+
+
 def _device_arg(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 

@@ -398,3 +398,47 @@ def test_each_event_says_which_recordings_were_mixed_into_it(seed):
             assert len(srcs) >= 4  # a walk of 4-10 steps
     mixed = sorted((label, *src) for (_, _, label), srcs in zip(m.events, m.event_sources) for src in srcs)
     assert mixed == sorted(u for u in m.used if u[0] != "background")
+
+
+def test_a_train_ebr_range_changes_only_the_levels_of_the_training_events(tmp_path):
+    """``rttag data build --train-ebr-db``: the train split's clips are mixed from the same draws at
+    any range (same files, events, sources and lengths), with every event quieter against its
+    background by the same dB when the range moves down."""
+    import soundfile as sf
+
+    from rttag.dataset import build
+
+    rng_clip = np.random.default_rng(5)
+    build._POOLS = {"train": {
+        "dog": Pool([rng_clip.standard_normal(8000).astype(np.float32)], [("p", "dog")]),
+        "water": Pool([rng_clip.standard_normal(30000).astype(np.float32)], [("p", "water")]),
+        "background": Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])}}
+    quiet = dict(p_lowpass=0, p_highpass=0, p_reverb=0, p_speed=0, p_no_background=0.0)
+    written = {}
+    for name, ebr in (("default", (5.0, 15.0)), ("lower", (0.0, 10.0))):
+        out = tmp_path / name
+        (out / "metadata").mkdir(parents=True)
+        rows, clips = build.write_split("train", 0.02, 3, out, 1, lambda it, **kw: it,
+                                        MixSettings(ebr_db=ebr, **quiet))
+        written[name] = rows, clips, {p.name: sf.read(p)[0] for p in sorted((out / "audio/train").glob("*.wav"))}
+        assert (out / "metadata/train.tsv").read_text().count("\n") == len(rows) + 1
+    (rows_a, clips_a, audio_a), (rows_b, clips_b, audio_b) = written["default"], written["lower"]
+    assert rows_a == rows_b and clips_a == clips_b and list(audio_a) == list(audio_b) and len(rows_a) >= 2
+    for name in audio_a:
+        a, b = audio_a[name], audio_b[name]
+        inside = np.zeros(len(a), bool)
+        for n, o, f, _ in rows_a:
+            if n == name:
+                inside[int(o * SR):int(f * SR)] = True
+        ratio_a = rms(a[inside]) / rms(a[~inside])  # event + background against background alone
+        ratio_b = rms(b[inside]) / rms(b[~inside])
+        assert ratio_b < ratio_a
+
+
+def test_a_bad_train_ebr_range_is_one_error_line(tmp_path):
+    from conftest import run_rttag
+
+    proc = run_rttag("data", "build", "--out", str(tmp_path / "d"), "--train-ebr-db", "10,-5", timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.decode().strip().splitlines() == ["rttag: error: --train-ebr-db 10,-5: LOW is above HIGH"]
+    assert not (tmp_path / "d").exists()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import db_range
 from ..errors import RttagError
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
@@ -62,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-half", choices=("A", "B"), default=None,
                         help="keep only this half of the validation packages (whole packages; the same halves on "
                              "every machine for the same source lists): train with half A, tune on half B")
+    parser.add_argument("--train-ebr-db", default=None, metavar="LOW,HIGH",
+                        help="event-to-background ratio range of the train split's events, dB (default: "
+                             f"{','.join(f'{v:g}' for v in MixSettings().ebr_db)}, as validation and test, which keep it); "
+                             "the same draws at any range, so each event moves by the same dB")
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and mixing")
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC_CLIPS, metavar="N",
                         help=f"generated recordings per label added to the train split (default {SYNTHETIC_CLIPS}; 0: none)")
@@ -102,25 +107,27 @@ def make_pools(by_label: dict[str, list[Source]], audio: dict, per_package: bool
     return {label: pool.per_package() for label, pool in pools.items()} if per_package else pools
 
 
-def _mix_one(job: tuple[str, int, int]):
-    split, index, seed = job
+def _mix_one(job: tuple[str, int, int, MixSettings]):
+    split, index, seed, settings = job
     pools = _POOLS[split]
     backgrounds = pools.get("background", Pool([], []))
     labelled = {k: v for k, v in pools.items() if k != "background"}
-    return index, mix(labelled, backgrounds, np.random.default_rng([seed, SPLIT_SEED[split], index]), MixSettings())
+    return index, mix(labelled, backgrounds, np.random.default_rng([seed, SPLIT_SEED[split], index]), settings)
 
 
-def write_split(split: str, hours: float, seed: int, out: Path, workers: int, progress) -> tuple[list, list]:
-    """Mix clips until ``hours`` of audio; write WAVs and the TSV. Returns (tsv rows, manifest clips)."""
+def write_split(split: str, hours: float, seed: int, out: Path, workers: int, progress,
+                settings: MixSettings = MixSettings()) -> tuple[list, list]:
+    """Mix clips with ``settings`` until ``hours`` of audio; write WAVs and the TSV. Returns (tsv
+    rows, manifest clips)."""
     import soundfile as sf
 
     folder = out / "audio" / split
     folder.mkdir(parents=True, exist_ok=True)
-    mean_s = float(np.mean(MixSettings().clip_s))
+    mean_s = float(np.mean(settings.clip_s))
     n_clips = max(1, int(np.ceil(1.03 * hours * 3600 / mean_s)))  # 3 % spare: at least `hours`
     rows, clips = [], []
     with get_context("fork").Pool(workers) as pool:
-        jobs = [(split, i, seed) for i in range(n_clips)]
+        jobs = [(split, i, seed, settings) for i in range(n_clips)]
         for index, m in progress(pool.imap(_mix_one, jobs, chunksize=4), total=n_clips, desc=f"mix {split}", unit="clip"):
             name = f"{split}_{index:05d}.wav"
             sf.write(folder / name, m.audio, SR, subtype="PCM_16")
@@ -183,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     cache, out = Path(args.cache).expanduser(), Path(args.out)
     if args.hours <= 0 or args.validation_hours <= 0 or args.test_hours <= 0:
         raise RttagError("data build: --hours, --validation-hours and --test-hours must be positive")
+    settings = {split: MixSettings() for split in SPLITS}
+    if args.train_ebr_db is not None:
+        settings["train"] = MixSettings(ebr_db=db_range("--train-ebr-db", args.train_ebr_db))
     sources = read_sources(Path(args.sources) if args.sources else default_sources_tsv())
     extra = []
     if args.extra_sources != "none":
@@ -226,12 +236,13 @@ def run(args: argparse.Namespace) -> int:
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra),
                 "validation_sources": len(validation), "validation_half": args.validation_half,
+                "ebr_db": {split: list(settings[split].ebr_db) for split in SPLITS},
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}
     licences.update({sid: synth.LICENCE for label in synthetic for sid in _POOLS["train"][label].ids
                      if sid[0] == synth.PACKAGE})
     for split in SPLITS:
-        rows, clips = write_split(split, hours[split], args.seed, out, args.workers, progress)
+        rows, clips = write_split(split, hours[split], args.seed, out, args.workers, progress, settings[split])
         used |= {(src["package"], src["path"]) for c in clips for src in c["sources"]}
         for c in clips:
             for src in c["sources"]:

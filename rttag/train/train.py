@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import LABELS
+from ..cli import db_range
 from ..errors import RttagError
 from ..frontend import FrontendParams
 from . import augment, ensemble, metrics
@@ -76,17 +77,6 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": 
 unmapping it and page-faulting it back (the batch activations are tens of MB each). On the
 2-core machine a crnn step took 1.74–1.85 s with them and 2.56–3.00 s without (5× fewer
 page faults)."""
-
-
-def db_range(flag: str, text: str) -> tuple[float, float]:
-    """A ``LOW,HIGH`` option in dB (``--reverb-db``, ``--mix-db``) → (low, high)."""
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise RttagError(f"{flag} {text}: expected LOW,HIGH in dB, such as -12,-3") from None
-    if low > high:
-        raise RttagError(f"{flag} {text}: LOW is above HIGH")
-    return low, high
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
