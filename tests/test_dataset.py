@@ -400,19 +400,19 @@ def test_each_event_says_which_recordings_were_mixed_into_it(seed):
     assert mixed == sorted(u for u in m.used if u[0] != "background")
 
 
-def test_a_train_ebr_range_changes_only_the_levels_of_the_training_events(tmp_path):
+def test_a_train_ebr_range_changes_only_the_levels_of_the_training_events(tmp_path, monkeypatch):
     """``rttag data build --train-ebr-db``: the train split's clips are mixed from the same draws at
-    any range (same files, events, sources and lengths), with every event quieter against its
-    background by the same dB when the range moves down."""
+    any range (same files, events, sources and lengths), and with the range moved down each
+    file's event stretches stand out less from its background."""
     import soundfile as sf
 
     from rttag.dataset import build
 
     rng_clip = np.random.default_rng(5)
-    build._POOLS = {"train": {
+    monkeypatch.setattr(build, "_POOLS", {"train": {
         "dog": Pool([rng_clip.standard_normal(8000).astype(np.float32)], [("p", "dog")]),
         "water": Pool([rng_clip.standard_normal(30000).astype(np.float32)], [("p", "water")]),
-        "background": Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])}}
+        "background": Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])}})
     quiet = dict(p_lowpass=0, p_highpass=0, p_reverb=0, p_speed=0, p_no_background=0.0)
     written = {}
     for name, ebr in (("default", (5.0, 15.0)), ("lower", (0.0, 10.0))):
