@@ -4,6 +4,7 @@ Qt resource reading."""
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -413,13 +414,12 @@ def test_a_train_ebr_range_changes_only_the_levels_of_the_training_events(tmp_pa
         "dog": Pool([rng_clip.standard_normal(8000).astype(np.float32)], [("p", "dog")]),
         "water": Pool([rng_clip.standard_normal(30000).astype(np.float32)], [("p", "water")]),
         "background": Pool([0.1 * rng_clip.standard_normal(50000).astype(np.float32)], [("p", "bg")])}})
-    quiet = dict(p_lowpass=0, p_highpass=0, p_reverb=0, p_speed=0, p_no_background=0.0)
     written = {}
     for name, ebr in (("default", (5.0, 15.0)), ("lower", (0.0, 10.0))):
         out = tmp_path / name
         (out / "metadata").mkdir(parents=True)
         rows, clips = build.write_split("train", 0.02, 3, out, 1, lambda it, **kw: it,
-                                        MixSettings(ebr_db=ebr, **quiet))
+                                        replace(QUIET, p_no_background=0.0, ebr_db=ebr))
         written[name] = rows, clips, {p.name: sf.read(p)[0] for p in sorted((out / "audio/train").glob("*.wav"))}
         assert (out / "metadata/train.tsv").read_text().count("\n") == len(rows) + 1
     (rows_a, clips_a, audio_a), (rows_b, clips_b, audio_b) = written["default"], written["lower"]
