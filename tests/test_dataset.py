@@ -164,7 +164,7 @@ def test_builds_sharing_a_cache_unpack_and_decode_at_the_same_time(tmp_path):
 # --------------------------------------------------------------- synthetic recordings
 
 
-@pytest.mark.parametrize("label", ["alarm", "door", "explosion", "dog", "engine", "water", "background"])
+@pytest.mark.parametrize("label", ["alarm", "door", "explosion", "dog", "engine", "water", "footsteps", "background"])
 def test_synthetic_recordings_are_deterministic_trimmed_and_bounded(label):
     from rttag.dataset import synth
 
@@ -180,6 +180,22 @@ def test_synthetic_recordings_are_deterministic_trimmed_and_bounded(label):
         assert 0.05 <= len(x) / 16000 <= 12.0
         # starts and ends on sound: the trim keeps nothing below 1 % of the peak at the ends
         assert np.abs(x[0]) >= 0.005 - 1e-7 and np.abs(x[-1]) >= 0.005 - 1e-7
+
+
+def test_generated_footsteps_are_single_steps_whose_surface_sets_the_timbre():
+    """Each clip is one step (the mixer strings steps into a walk); hard floors click high,
+    grass / carpet and floorboards thud low."""
+    from rttag.dataset import synth
+
+    def centroid_hz(x):
+        power = np.abs(np.fft.rfft(x)) ** 2
+        return float((power * np.fft.rfftfreq(len(x), 1 / 16000)).sum() / power.sum())
+
+    clips = {kind: [synth.clip("footsteps", kind, np.random.default_rng([5, i])) for i in range(8)]
+             for kind in synth.GENERATORS["footsteps"]}
+    assert all(len(x) / 16000 <= 0.8 for xs in clips.values() for x in xs)
+    low = max(centroid_hz(x) for kind in ("soft", "wood") for x in clips[kind])
+    assert low < min(centroid_hz(x) for x in clips["hard"])
 
 
 def test_weighted_pool_picks_the_joined_share():

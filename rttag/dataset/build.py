@@ -37,7 +37,7 @@ from . import leaks, synth
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
 SYNTHETIC_CLIPS = 100
 SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3, "dog": 0.5, "engine": 0.3, "water": 0.3,
-                   "background": 0.5}
+                   "footsteps": 0.5, "background": 0.5}
 """Per label, the chance that a training event (for ``background``: a training clip's ambience)
 is a generated one (rttag.dataset.synth)."""
 DEFAULT_SYNTHETIC_LABELS = ("alarm", "door", "explosion")

@@ -1,5 +1,5 @@
 """Synthetic recordings for the training split's thinnest labels: alarm, door, explosion, dog,
-engine, water, and unlabelled background.
+engine, water, footsteps, and unlabelled background.
 
 The vetted Debian sources hold only a handful of real alarms and doors on the training side
 (three or four packages once validation is held out) and short, game-processed explosions:
@@ -11,7 +11,9 @@ low-pass, rumble, crackle) and gunshot series; for ``dog`` barks, growls and whi
 pulse train with a pitch contour through formants); for ``engine`` combustion engines (one
 pulse per firing through body and exhaust resonances) and turbines / electric motors (roar
 plus a gliding whine); for ``water`` streams, rain and pouring / splashing (bubble pops over
-band-passed noise) — that the mixer then treats like any other source (speed, filters,
+band-passed noise); for ``footsteps`` single steps on hard floors, gravel, grass and
+floorboards (clicks, grains, thuds and board modes; strung into walks like the real steps) —
+that the mixer then treats like any other source (speed, filters,
 reverberation, level). For ``background`` (unlabelled ambience, of which the training split
 has one package's weather) it generates room tone / hiss and wind, which the mixer lays under
 events like the real ambience. ``rttag data build`` uses the first three labels by default; the
@@ -246,6 +248,76 @@ def gunshots(rng: np.random.Generator) -> np.ndarray:
     return _series(parts, list(rng.uniform(0.08, 0.6, len(parts) - 1)))
 
 
+def _heel_toe(heel: np.ndarray, toe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One footstep: the heel's strike, then the toe's, 40–140 ms later and 0.25–0.8 as loud."""
+    return _series([heel, toe * rng.uniform(0.25, 0.8)], [rng.uniform(0.04, 0.14)])
+
+
+def hard_step(rng: np.random.Generator) -> np.ndarray:
+    """A shoe on a hard floor (tiles, concrete, stone): heel and toe each a 2–6 ms click that
+    rings 2–4 floor and shoe modes (250–4000 Hz, 5–35 ms decays); sometimes a soft scuff."""
+    n_modes = int(rng.integers(2, 5))
+    freqs, taus = rng.uniform(250, 4000, n_modes), rng.uniform(0.005, 0.035, n_modes)
+    hardness = rng.uniform(0.002, 0.006)
+
+    def strike() -> np.ndarray:
+        ring = _modes(0.15, freqs * rng.uniform(0.97, 1.03), taus, rng.uniform(0.2, 1.0, n_modes))
+        click = rng.standard_normal(len(ring)) * _decay(0.15, hardness)
+        return _unit_peak(click) + rng.uniform(0.2, 0.8) * _unit_peak(ring)
+
+    x = _heel_toe(strike(), strike(), rng)
+    if rng.random() < 0.4:
+        t, length_s = _t(len(x) / SR), rng.uniform(0.05, 0.15)
+        scuff = _resonate(rng.standard_normal(len(x)), rng.uniform(1500, 5000), 1.0)
+        x += 0.1 * _unit_peak(scuff) * np.sin(np.pi * np.minimum(t / length_s, 1.0))
+    return x
+
+
+def gravel_step(rng: np.random.Generator) -> np.ndarray:
+    """A step on gravel, dry leaves or crusted snow: 25–150 grains (0.5–3 ms noise bursts
+    through one 800–6000 Hz band) crowded into 120–300 ms, densest at the heel's landing, over a
+    faint 60–150 Hz thump."""
+    seconds = rng.uniform(0.12, 0.3)
+    n = len(_t(seconds + 0.02))
+    grains = np.zeros(n)
+    for start in (rng.beta(1.2, 3.0, int(rng.integers(25, 150))) * seconds * SR).astype(int):
+        length = int(rng.uniform(0.0005, 0.003) * SR)
+        end = min(start + length, n)
+        grains[start:end] += rng.standard_normal(end - start) * rng.uniform(0.2, 1.0)
+    crunch = _resonate(grains, rng.uniform(800, 6000), rng.uniform(0.7, 2.0))
+    thump = _modes(seconds + 0.02, [rng.uniform(60, 150)], [rng.uniform(0.015, 0.04)], [1.0])
+    return _unit_peak(crunch) + rng.uniform(0.1, 0.5) * thump
+
+
+def soft_step(rng: np.random.Generator) -> np.ndarray:
+    """A step on grass, carpet or earth: a dull 60–200 Hz thud and a brief rustle of 400–3000 Hz
+    noise rising and falling over 80–250 ms."""
+    seconds = rng.uniform(0.08, 0.25)
+    t = _t(seconds + 0.05)
+    thud = _modes(seconds + 0.05, [rng.uniform(60, 200)], [rng.uniform(0.02, 0.06)], [1.0])
+    thud += rng.standard_normal(len(t)) * _decay(seconds + 0.05, 0.01) * 0.3
+    rustle = _resonate(rng.standard_normal(len(t)), rng.uniform(400, 3000), rng.uniform(0.5, 1.5))
+    rustle *= np.clip(np.sin(np.pi * t / seconds), 0, None) ** 2
+    return _unit_peak(_lowpass_sweep(thud, 800, 300)) + rng.uniform(0.2, 0.8) * _unit_peak(rustle)
+
+
+def wood_step(rng: np.random.Generator) -> np.ndarray:
+    """A step on floorboards or stairs: heel and toe knock 2–4 board modes (90–700 Hz, 20–90 ms
+    decays) with a short click; sometimes the board creaks after."""
+    n_modes = int(rng.integers(2, 5))
+    freqs, taus = rng.uniform(90, 700, n_modes), rng.uniform(0.02, 0.09, n_modes)
+
+    def strike() -> np.ndarray:
+        board = _modes(0.3, freqs * rng.uniform(0.98, 1.02), taus, rng.uniform(0.3, 1.0, n_modes))
+        board[:48] += rng.standard_normal(48) * rng.uniform(0.1, 0.4) * np.exp(-np.arange(48) / 10)
+        return board
+
+    x = _heel_toe(strike(), strike(), rng)
+    if rng.random() < 0.25:
+        x = _series([_unit_peak(x), 0.3 * _unit_peak(creak(rng))[: int(0.6 * SR)]], [rng.uniform(0.1, 0.2)])
+    return x
+
+
 def _smooth_walk(seconds: float, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
     """A slow random curve in [-1, 1] over ``seconds`` (``[n]``): random values ``rate_hz``
     times a second, joined by cosine interpolation."""
@@ -436,10 +508,12 @@ GENERATORS = {
     "dog": {"bark": bark, "growl": growl, "whine": whine},
     "engine": {"combustion": combustion, "turbine": turbine},
     "water": {"stream": stream, "rain": rain, "pour": pour},
+    "footsteps": {"hard": hard_step, "gravel": gravel_step, "soft": soft_step, "wood": wood_step},
     "background": {"noise": noise, "wind": wind},
 }
 """Generators per label; a pool takes the kinds of its label in turn."""
-SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,), "dog": (3,), "engine": (4,), "water": (5,), "background": (6,)}
+SEED_SALT = {"alarm": (), "door": (1,), "explosion": (2,), "dog": (3,), "engine": (4,), "water": (5,), "background": (6,),
+             "footsteps": (7,)}
 """Extra RNG key per label, so each label's clips are independent (alarm's is empty: its
 clips are those of the first builds, which generated alarms only)."""
 
