@@ -191,9 +191,18 @@ def test_generated_footsteps_are_single_steps_whose_surface_sets_the_timbre():
         power = np.abs(np.fft.rfft(x)) ** 2
         return float((power * np.fft.rfftfreq(len(x), 1 / 16000)).sum() / power.sum())
 
+    def longest_pause_s(x):
+        frames = np.abs(x[: len(x) // 160 * 160]).reshape(-1, 160).max(axis=1) < 0.01 * np.abs(x).max()
+        longest = run = 0
+        for quiet in frames:
+            run = run + 1 if quiet else 0
+            longest = max(longest, run)
+        return longest * 0.01
+
     clips = {kind: [synth.clip("footsteps", kind, np.random.default_rng([5, i])) for i in range(8)]
              for kind in synth.GENERATORS["footsteps"]}
-    assert all(len(x) / 16000 <= 0.8 for xs in clips.values() for x in xs)
+    # one step, not a walk: short, and no pause as long as the mixer's 0.25-0.6 s between steps
+    assert all(len(x) / 16000 <= 0.8 and longest_pause_s(x) < 0.2 for xs in clips.values() for x in xs)
     low = max(centroid_hz(x) for kind in ("soft", "wood") for x in clips[kind])
     assert low < min(centroid_hz(x) for x in clips["hard"])
 
