@@ -65,6 +65,15 @@ def test_members_must_match(tmp_path):
         ensemble.combine([tmp_path / "b.pt", tmp_path / "a.pt", tmp_path / "a.pt"], "crnn", "1")
 
 
+def test_a_default_spelled_out_matches_a_checkpoint_written_before_the_option(tmp_path):
+    member(tmp_path / "old.pt", seed=0)  # hparams without "bin_channel", as before the option existed
+    member(tmp_path / "new.pt", seed=1, hparams={"channels": [4, 4, 8], "hidden": 16, "bin_channel": False})
+    member(tmp_path / "bin.pt", seed=2, hparams={"channels": [4, 4, 8], "hidden": 16, "bin_channel": True})
+    assert ensemble.combine([tmp_path / "old.pt", tmp_path / "new.pt"], "crnn", "1")["config"]["hparams"]["members"] == 2
+    with pytest.raises(RttagError, match="differs from .* in 'hparams'"):
+        ensemble.combine([tmp_path / "old.pt", tmp_path / "bin.pt"], "crnn", "1")
+
+
 def test_members_must_share_the_target_delay(tmp_path):
     member(tmp_path / "a.pt", seed=0)
     member(tmp_path / "b.pt", seed=1)

@@ -24,6 +24,8 @@ from conftest import randomise_batchnorm  # noqa: E402
 SMALL = {"crnn": {"channels": [4, 4, 8], "hidden": 16},
          "frame-mlp": {"hidden": 32},
          "context-cnn": {"channels": [4, 4, 8], "hidden": 32}}
+BIN_CHANNEL = {**SMALL["crnn"], "bin_channel": True}
+"""The crnn with the per-bin normalised second input channel (and its ``bins`` state)."""
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +41,12 @@ def audio(tmp_path_factory):
     return path
 
 
-def save_checkpoint(path, arch, smoother=None):
+def save_checkpoint(path, arch, smoother=None, hparams=None):
+    hparams = SMALL[arch] if hparams is None else hparams
     torch.manual_seed(0)
-    model = build(arch, SMALL[arch])
+    model = build(arch, hparams)
     randomise_batchnorm(model)
-    config = {"arch": arch, "hparams": SMALL[arch], "name": f"test-{arch}", "version": "0",
+    config = {"arch": arch, "hparams": hparams, "name": f"test-{arch}", "version": "0",
               "labels": list(LABELS), "frontend": FrontendParams().to_dict()}
     if smoother:
         config["smoother"] = smoother
@@ -57,10 +60,12 @@ def export_args(ckpt, out, audio):
     return parser.parse_args([str(ckpt), "-o", str(out), "--audio", str(audio)])
 
 
-@pytest.mark.parametrize("arch", ["crnn", "frame-mlp", "context-cnn"])
-def test_round_trip_parity_and_metadata(tmp_path, audio, arch):
+@pytest.mark.parametrize("arch, hparams", [("crnn", None), ("frame-mlp", None), ("context-cnn", None),
+                                           ("crnn", BIN_CHANNEL)],
+                         ids=["crnn", "frame-mlp", "context-cnn", "crnn-bin-channel"])
+def test_round_trip_parity_and_metadata(tmp_path, audio, arch, hparams):
     ckpt = tmp_path / f"{arch}.pt"
-    model = save_checkpoint(ckpt, arch, smoother={"on_threshold": [0.4] * len(LABELS)})
+    model = save_checkpoint(ckpt, arch, smoother={"on_threshold": [0.4] * len(LABELS)}, hparams=hparams)
     out = tmp_path / f"{arch}.onnx"
     assert export.run(export_args(ckpt, out, audio)) == 0
 

@@ -28,12 +28,19 @@ import torch
 
 from ..errors import RttagError
 from .export import halve_state_dict, load_checkpoint, save_checkpoint
-from .models import ENSEMBLE, build, n_params
+from .models import ARCHS, ENSEMBLE, build, full_hparams, n_params
 
 log = logging.getLogger(__name__)
 
 SHARED = ("arch", "hparams", "labels", "frontend")
 """Config keys every member must have equal."""
+
+
+def shared_value(config: dict, key: str):
+    """``config[key]`` as members compare it: hparams with the arch's defaults filled in, so a
+    checkpoint that spells a default out matches one written before that option existed."""
+    value = config.get(key)
+    return full_hparams(config["arch"], value) if key == "hparams" and config.get("arch") in ARCHS else value
 
 
 def split_spec(spec: str) -> tuple[Path, list[int] | None]:
@@ -93,7 +100,7 @@ def combine(specs: list[str | Path], name: str, version: str, half: bool = False
     first_path, _, first, _ = loaded[0]
     for path, _, config, _ in loaded[1:]:
         for key in SHARED:
-            if config.get(key) != first.get(key):
+            if shared_value(config, key) != shared_value(first, key):
                 raise RttagError(f"{path} differs from {first_path} in {key!r}; ensemble members must share "
                                  f"{', '.join(SHARED)}")
     delays = {float((record.get("train") or {}).get("target_delay_s", 0.0)) for *_, record in loaded}

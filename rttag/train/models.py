@@ -16,9 +16,15 @@ All three start with the same two steps, so they differ only in how they use tim
   the frame's mean log-mel, carried as the 2-value state ``level``. A gain change (a constant
   added to every log-mel bin) then vanishes after a few seconds.
 * a per-bin affine standardisation (BatchNorm1d over the mel bins).
+
+The crnn can take a second input channel (``bin_channel``, off by default): :class:`BinNorm`,
+the log-mel minus its per-bin running average, which takes out a recording's steady spectral
+colouring (microphone, EQ, codec) as well as its level; the first channel keeps the steady sounds.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +59,31 @@ class LevelNorm(nn.Module):
         ema, h = self.rnn(torch.cat([lvl, torch.ones_like(lvl)], -1), level.unsqueeze(0))
         mean = ema[..., :1] / ema[..., 1:] - LOG_FLOOR
         return x - mean, h.squeeze(0)
+
+
+class BinNorm(nn.Module):
+    """``z_t = x_t − m_t`` per mel bin: ``m_t`` ``[F]`` is the bias-corrected exponential moving
+    average (time constant ``tau_frames``) of each bin's log-mel. A steady sound and a fixed
+    filter (a constant added to a bin) vanish from ``z`` after a few seconds; onsets stand out.
+
+    State ``bins`` ``[B, F + 1]``: the EMA of ``x + LOG_FLOOR`` per bin and the EMA of 1 (its
+    weight), exactly as :class:`LevelNorm` (a fixed-weight ReLU ``nn.RNN`` with diagonal weights).
+    """
+
+    def __init__(self, n_mels: int, tau_frames: float = 400.0):
+        super().__init__()
+        a, n = 1.0 / tau_frames, n_mels + 1
+        self.rnn = nn.RNN(n, n, nonlinearity="relu", bias=False, batch_first=True)
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(torch.eye(n) * a)
+            self.rnn.weight_hh_l0.copy_(torch.eye(n) * (1.0 - a))
+        self.rnn.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x ``[B, T, F]`` log-mel, bins ``[B, F + 1]`` → normalised x ``[B, T, F]``, bins out."""
+        shifted = x + LOG_FLOOR
+        ema, h = self.rnn(torch.cat([shifted, torch.ones_like(x[..., :1])], -1), bins.unsqueeze(0))
+        return shifted - ema[..., :-1] / ema[..., -1:], h.squeeze(0)
 
 
 class InputNorm(nn.Module):
@@ -90,12 +121,13 @@ class CausalConvBlock(nn.Module):
 class ConvFront(nn.Module):
     """A stack of :class:`CausalConvBlock`; look-back ``2 * len(channels)`` frames.
 
-    x ``[B, T, n_mels]`` → ``[B, T, channels[-1] * n_mels / prod(pools)]``.
+    x ``[B, T, n_mels]`` (one input channel) or ``[B, in_channels, T, n_mels]`` →
+    ``[B, T, channels[-1] * n_mels / prod(pools)]``.
     """
 
-    def __init__(self, n_mels: int, channels: list[int], pools: list[int]):
+    def __init__(self, n_mels: int, channels: list[int], pools: list[int], in_channels: int = 1):
         super().__init__()
-        ins, bins = [1, *channels[:-1]], [n_mels]
+        ins, bins = [in_channels, *channels[:-1]], [n_mels]
         for p in pools[:-1]:
             bins.append(bins[-1] // p)
         self.blocks = nn.ModuleList(CausalConvBlock(i, o, p) for i, o, p in zip(ins, channels, pools))
@@ -103,7 +135,7 @@ class ConvFront(nn.Module):
         self.out_dim = channels[-1] * bins[-1] // pools[-1]
 
     def forward(self, x: torch.Tensor, caches: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        y, out = x.unsqueeze(1), []
+        y, out = (x.unsqueeze(1) if x.dim() == 3 else x), []
         for block, cache in zip(self.blocks, caches):
             y, c = block(y, cache)
             out.append(c)
@@ -116,14 +148,20 @@ class CRNN(nn.Module):
 
     A skip path adds a linear read-out of the per-frame conv features to the GRU's logits, so
     an onset can show in the output before the GRU state has turned (onset latency).
-    States: ``level`` [2], ``conv{i}`` per conv block, ``gru_h`` [layers, hidden].
+    With ``bin_channel`` the conv front also sees :class:`BinNorm`'s output (per-bin
+    standardised) as a second input channel.
+    States: ``level`` [2], ``bins`` [n_mels + 1] (with ``bin_channel``), ``conv{i}`` per conv
+    block, ``gru_h`` [layers, hidden].
     """
 
     def __init__(self, n_mels: int = 64, n_classes: int = 10, channels: tuple = (16, 32, 64),
-                 pools: tuple = (2, 2, 2), hidden: int = 128, dropout: float = 0.2):
+                 pools: tuple = (2, 2, 2), hidden: int = 128, dropout: float = 0.2, bin_channel: bool = False):
         super().__init__()
         self.norm = InputNorm(n_mels)
-        self.front = ConvFront(n_mels, list(channels), list(pools))
+        self.bin_norm = BinNorm(n_mels) if bin_channel else None
+        self.bin_bn = nn.BatchNorm1d(n_mels) if bin_channel else None
+        self.n_mels = n_mels
+        self.front = ConvFront(n_mels, list(channels), list(pools), in_channels=2 if bin_channel else 1)
         self.proj = nn.Linear(self.front.out_dim, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.drop = nn.Dropout(dropout)
@@ -133,15 +171,25 @@ class CRNN(nn.Module):
 
     def state_shapes(self) -> dict[str, list[int]]:
         convs = {f"conv{i}": s for i, s in enumerate(self.front.cache_shapes)}
-        return {"level": [2], **convs, "gru_h": [1, self.hidden]}
+        bins = {"bins": [self.n_mels + 1]} if self.bin_norm is not None else {}
+        return {"level": [2], **bins, **convs, "gru_h": [1, self.hidden]}
 
     def forward(self, x: torch.Tensor, level: torch.Tensor, *rest: torch.Tensor):
-        *caches, h = rest
+        raw = x
         x, level = self.norm(x, level)
-        y, caches = self.front(x, list(caches))
+        if self.bin_norm is not None:
+            bins, *caches, h = rest
+            z, bins = self.bin_norm(raw, bins)
+            z = self.bin_bn(z.transpose(1, 2)).transpose(1, 2)
+            y, caches = self.front(torch.stack([x, z], 1), list(caches))
+            head = (level, bins)
+        else:
+            *caches, h = rest
+            y, caches = self.front(x, list(caches))
+            head = (level,)
         y = self.drop(F.relu(self.proj(y)))
         g, h = self.gru(y, h.transpose(0, 1).contiguous())
-        return self.out(self.drop(g)) + self.skip(y), level, *caches, h.transpose(0, 1)
+        return self.out(self.drop(g)) + self.skip(y), *head, *caches, h.transpose(0, 1)
 
 
 class ContextCNN(nn.Module):
@@ -255,6 +303,16 @@ def build(arch: str, hparams: dict) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r} (choose from {', '.join([*ARCHS, ENSEMBLE])})")
     return ARCHS[arch](**hparams)
+
+
+def full_hparams(arch: str, given: dict) -> dict:
+    """``given`` plus the constructor defaults of ``arch`` (a key of ARCHS; JSON-able), so a
+    checkpoint stays loadable if the defaults change, and two checkpoints that differ only in
+    whether they spell a default out compare equal."""
+    sig = inspect.signature(ARCHS[arch])
+    full = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    full.update(given)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
 
 
 def zero_state(model: nn.Module, batch: int, device: str | torch.device = "cpu") -> list[torch.Tensor]:

@@ -44,7 +44,6 @@ learning-curve PNG.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import math
@@ -65,7 +64,7 @@ from ..frontend import FrontendParams
 from . import augment, ensemble, metrics
 from .export import load_checkpoint
 from .features import SplitData, load_split
-from .models import ARCHS, ENSEMBLE, build, n_params, zero_state
+from .models import ARCHS, ENSEMBLE, build, full_hparams, n_params, zero_state
 
 log = logging.getLogger(__name__)
 
@@ -186,15 +185,6 @@ def predict(model: torch.nn.Module, data: SplitData, device: torch.device, n_str
         out.append(torch.sigmoid(logits).cpu())
     probs = torch.cat(out, 1).numpy()
     return np.concatenate([probs[i, : b - a] for i, (a, b) in enumerate(spans)])
-
-
-def full_hparams(arch: str, given: dict) -> dict:
-    """``given`` plus the constructor defaults of ``arch`` (JSON-able), so a checkpoint stays
-    loadable if the defaults change."""
-    sig = inspect.signature(ARCHS[arch])
-    full = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-    full.update(given)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
 
 
 def delayed(probs: np.ndarray, labels: np.ndarray, offsets: np.ndarray, delay: int
