@@ -34,24 +34,30 @@ LOG_FLOOR = 14.0
 """log-mel values are ≥ log(1e-6) ≈ -13.8; adding this makes them positive (see LevelNorm)."""
 
 
+def fixed_ema(size: int, tau_frames: float) -> nn.RNN:
+    """A fixed-weight ReLU ``nn.RNN`` (no bias, batch first) that is exactly the exponential
+    moving average, time constant ``tau_frames``, of each of its ``size`` inputs while they are
+    positive (the ReLU is then the identity): one op, dynamic T, a plain ``RNN`` node in ONNX."""
+    a = 1.0 / tau_frames
+    rnn = nn.RNN(size, size, nonlinearity="relu", bias=False, batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.eye(size) * a)
+        rnn.weight_hh_l0.copy_(torch.eye(size) * (1.0 - a))
+    return rnn.requires_grad_(False)
+
+
 class LevelNorm(nn.Module):
     """``z_t = x_t − m_t``: ``m_t`` is the bias-corrected exponential moving average (time
     constant ``tau_frames``) of the per-frame mean log-mel, i.e. of the input level in log units.
 
     State ``level`` ``[B, 2]``: the EMA of ``mean(x) + LOG_FLOOR`` and the EMA of 1 (its
-    weight, for the bias correction, so a zero state is a valid start). The recurrence is a
-    fixed-weight ReLU ``nn.RNN``: its inputs are positive, so the ReLU is the identity and the
-    RNN is exactly the EMA — one op, dynamic T, exported to ONNX as a plain ``RNN`` node.
+    weight, for the bias correction, so a zero state is a valid start), kept by
+    :func:`fixed_ema` (its inputs are positive).
     """
 
     def __init__(self, tau_frames: float = 400.0):
         super().__init__()
-        a = 1.0 / tau_frames
-        self.rnn = nn.RNN(2, 2, nonlinearity="relu", bias=False, batch_first=True)
-        with torch.no_grad():
-            self.rnn.weight_ih_l0.copy_(torch.eye(2) * a)
-            self.rnn.weight_hh_l0.copy_(torch.eye(2) * (1.0 - a))
-        self.rnn.requires_grad_(False)
+        self.rnn = fixed_ema(2, tau_frames)
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, F]`` log-mel, level ``[B, 2]`` → normalised x ``[B, T, F]``, level out."""
@@ -63,21 +69,17 @@ class LevelNorm(nn.Module):
 
 class BinNorm(nn.Module):
     """``z_t = x_t − m_t`` per mel bin: ``m_t`` ``[F]`` is the bias-corrected exponential moving
-    average (time constant ``tau_frames``) of each bin's log-mel. A steady sound and a fixed
-    filter (a constant added to a bin) vanish from ``z`` after a few seconds; onsets stand out.
+    average (time constant ``tau_frames``) of each bin's log-mel. A fixed filter (a constant
+    added to a bin) is absent from ``z`` from the first frame, a steady sound fades from it over
+    the time constant, and onsets stand out.
 
     State ``bins`` ``[B, F + 1]``: the EMA of ``x + LOG_FLOOR`` per bin and the EMA of 1 (its
-    weight), exactly as :class:`LevelNorm` (a fixed-weight ReLU ``nn.RNN`` with diagonal weights).
+    weight), kept by :func:`fixed_ema` as in :class:`LevelNorm`.
     """
 
     def __init__(self, n_mels: int, tau_frames: float = 400.0):
         super().__init__()
-        a, n = 1.0 / tau_frames, n_mels + 1
-        self.rnn = nn.RNN(n, n, nonlinearity="relu", bias=False, batch_first=True)
-        with torch.no_grad():
-            self.rnn.weight_ih_l0.copy_(torch.eye(n) * a)
-            self.rnn.weight_hh_l0.copy_(torch.eye(n) * (1.0 - a))
-        self.rnn.requires_grad_(False)
+        self.rnn = fixed_ema(n_mels + 1, tau_frames)
 
     def forward(self, x: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, F]`` log-mel, bins ``[B, F + 1]`` → normalised x ``[B, T, F]``, bins out."""
