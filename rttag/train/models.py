@@ -177,18 +177,16 @@ class CRNN(nn.Module):
         return {"level": [2], **bins, **convs, "gru_h": [1, self.hidden]}
 
     def forward(self, x: torch.Tensor, level: torch.Tensor, *rest: torch.Tensor):
-        raw = x
-        x, level = self.norm(x, level)
-        if self.bin_norm is not None:
-            bins, *caches, h = rest
-            z, bins = self.bin_norm(raw, bins)
-            z = self.bin_bn(z.transpose(1, 2)).transpose(1, 2)
-            y, caches = self.front(torch.stack([x, z], 1), list(caches))
-            head = (level, bins)
-        else:
+        normed, level = self.norm(x, level)
+        if self.bin_norm is None:
             *caches, h = rest
-            y, caches = self.front(x, list(caches))
             head = (level,)
+        else:
+            bins, *caches, h = rest
+            z, bins = self.bin_norm(x, bins)
+            normed = torch.stack([normed, self.bin_bn(z.transpose(1, 2)).transpose(1, 2)], 1)
+            head = (level, bins)
+        y, caches = self.front(normed, list(caches))
         y = self.drop(F.relu(self.proj(y)))
         g, h = self.gru(y, h.transpose(0, 1).contiguous())
         return self.out(self.drop(g)) + self.skip(y), *head, *caches, h.transpose(0, 1)
