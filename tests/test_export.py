@@ -26,6 +26,8 @@ SMALL = {"crnn": {"channels": [4, 4, 8], "hidden": 16},
          "context-cnn": {"channels": [4, 4, 8], "hidden": 32}}
 BIN_CHANNEL = {**SMALL["crnn"], "bin_channel": True}
 """The crnn with the per-bin normalised second input channel (and its ``bins`` state)."""
+PCEN_CHANNEL = {**SMALL["crnn"], "pcen_channel": True}
+"""The crnn with the PCEN second input channel (and its ``pcen`` state)."""
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,8 @@ def export_args(ckpt, out, audio):
 
 
 @pytest.mark.parametrize("arch, hparams", [("crnn", None), ("frame-mlp", None), ("context-cnn", None),
-                                           ("crnn", BIN_CHANNEL)],
-                         ids=["crnn", "frame-mlp", "context-cnn", "crnn-bin-channel"])
+                                           ("crnn", BIN_CHANNEL), ("crnn", PCEN_CHANNEL)],
+                         ids=["crnn", "frame-mlp", "context-cnn", "crnn-bin-channel", "crnn-pcen-channel"])
 def test_round_trip_parity_and_metadata(tmp_path, audio, arch, hparams):
     ckpt = tmp_path / f"{arch}.pt"
     model = save_checkpoint(ckpt, arch, smoother={"on_threshold": [0.4] * len(LABELS)}, hparams=hparams)

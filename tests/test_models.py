@@ -1,5 +1,5 @@
-"""The models' input normalisation: what the level channel and the per-bin channel of the crnn
-(``bin_channel``) keep and take out of a recording."""
+"""The models' input normalisation: what the level channel and the crnn's optional second
+channels (``bin_channel``, ``pcen_channel``) keep and take out of a recording."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rttag.train.models import BinNorm, LevelNorm, build, zero_state  # noqa: E402
+from rttag.train.models import PCEN, BinNorm, LevelNorm, build, zero_state  # noqa: E402
 
 TAU = 400
 """Both normalisations' time constant (frames)."""
@@ -54,7 +54,30 @@ def test_the_bin_channel_adds_one_state_and_an_input_channel_only_when_asked():
     assert binned.state_shapes()["bins"] == [65]
     assert binned.front.blocks[0].conv.in_channels == 2 and plain.front.blocks[0].conv.in_channels == 1
     # the plain crnn has no weights of the option, so checkpoints written before it load unchanged
-    assert not any(k.startswith("bin_") for k in plain.state_dict())
+    assert not any(k.startswith("second_") for k in plain.state_dict())
     with torch.no_grad():
         out = binned.eval()(log_mel(50), *zero_state(binned, 1))
     assert out[0].shape == (1, 50, 10) and out[2].shape == (1, 65)
+
+
+def test_pcen_hardly_hears_a_gain_change_and_flattens_a_steady_sound_but_not_its_onset():
+    x = log_mel()
+    x[0, 600:, 20:24] += 5.0  # a steady tone from frame 600 on (+22 dB)
+    z = run(PCEN(64), x, 65)[0]
+    loud = run(PCEN(64), x + np.log(100.0), 65)[0]  # the same 20 dB louder (power × 100)
+    # only through alpha < 1: the inside term grows by 100 ** 0.02 = 1.096, z by less
+    assert torch.all(loud >= z) and float((loud / z.clamp_min(1e-3)).median()) < 1.1
+    tone, rest = z[:, 20:24].mean(-1), z[:, 30:].mean(-1)
+    assert tone[600] > 10.0 * rest[550:600].mean()  # the onset: E jumps 148 times above M
+    # four time constants (160 frames) on, the tone sits where the steady noise does
+    assert abs(float(tone[760:].mean()) - float(rest[760:].mean())) < 0.1 * float(rest[760:].mean())
+
+
+def test_the_channels_are_alternatives_and_pcen_adds_its_own_state():
+    with pytest.raises(ValueError, match="choose one"):
+        build("crnn", {"bin_channel": True, "pcen_channel": True})
+    pcen = build("crnn", {"pcen_channel": True})
+    assert list(pcen.state_shapes())[:2] == ["level", "pcen"] and pcen.state_shapes()["pcen"] == [65]
+    with torch.no_grad():
+        out = pcen.eval()(log_mel(50), *zero_state(pcen, 1))
+    assert out[0].shape == (1, 50, 10) and torch.isfinite(out[0]).all()

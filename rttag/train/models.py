@@ -17,9 +17,12 @@ All three start with the same two steps, so they differ only in how they use tim
   added to every log-mel bin) then vanishes after a few seconds.
 * a per-bin affine standardisation (BatchNorm1d over the mel bins).
 
-The crnn can take a second input channel (``bin_channel``, off by default): :class:`BinNorm`,
-the log-mel minus its per-bin running average, which takes out a recording's steady spectral
-colouring (microphone, EQ, codec) as well as its level; the first channel keeps the steady sounds.
+The crnn can take a second input channel (off by default), beside the first one that keeps the
+steady sounds: ``bin_channel``, :class:`BinNorm`, the log-mel minus its per-bin running average,
+which takes out a recording's steady spectral colouring (microphone, EQ, codec) as well as its
+level; or ``pcen_channel``, :class:`PCEN`, per-channel energy normalisation, a per-bin gain
+control with a short time constant that keeps what changes (onsets) and flattens steady
+background.
 """
 
 from __future__ import annotations
@@ -88,6 +91,39 @@ class BinNorm(nn.Module):
         return shifted - ema[..., :-1] / ema[..., -1:], h.squeeze(0)
 
 
+class PCEN(nn.Module):
+    """Per-channel energy normalisation of a log-mel, per mel bin::
+
+        E = exp(x),  M_t = bias-corrected EMA of E (time constant ``tau_frames``),
+        z = (E / (eps + M)^alpha + delta)^r − delta^r
+
+    (Wang et al. 2017; librosa's defaults: 0.4 s at 100 frames/s, alpha 0.98, delta 2, r 0.5).
+    A gain g scales z's inside term by only g^(1 − alpha) (1.10 for 40 dB); a steady sound
+    settles at E/M^alpha ≈ 1 within the time constant, and an onset stands out above it.
+
+    State ``pcen`` ``[B, F + 1]``: the EMA of E per bin and the EMA of 1 (its weight), kept by
+    :func:`fixed_ema` (E is positive).
+    """
+
+    def __init__(self, n_mels: int, tau_frames: float = 40.0, alpha: float = 0.98, delta: float = 2.0,
+                 r: float = 0.5, eps: float = 1e-6):
+        super().__init__()
+        self.rnn = fixed_ema(n_mels + 1, tau_frames)
+        self.alpha, self.delta, self.r, self.eps = alpha, delta, r, eps
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x ``[B, T, F]`` log-mel (natural log of power) → z ``[B, T, F]`` (≥ 0), state out."""
+        energy = torch.exp(x)
+        ema, h = self.rnn(torch.cat([energy, torch.ones_like(x[..., :1])], -1), state.unsqueeze(0))
+        smooth = ema[..., :-1] / ema[..., -1:]
+        z = (energy / (self.eps + smooth) ** self.alpha + self.delta) ** self.r - self.delta ** self.r
+        return z, h.squeeze(0)
+
+
+SECOND_CHANNELS = {"bins": BinNorm, "pcen": PCEN}
+"""The crnn's optional second input channels, by the name of their state."""
+
+
 class InputNorm(nn.Module):
     """LevelNorm, then a per-bin affine standardisation. ``[B, T, F]`` → ``[B, T, F]``."""
 
@@ -150,20 +186,24 @@ class CRNN(nn.Module):
 
     A skip path adds a linear read-out of the per-frame conv features to the GRU's logits, so
     an onset can show in the output before the GRU state has turned (onset latency).
-    With ``bin_channel`` the conv front also sees :class:`BinNorm`'s output (per-bin
-    standardised) as a second input channel.
-    States: ``level`` [2], ``bins`` [n_mels + 1] (with ``bin_channel``), ``conv{i}`` per conv
-    block, ``gru_h`` [layers, hidden].
+    With ``bin_channel`` (:class:`BinNorm`) or ``pcen_channel`` (:class:`PCEN`) the conv front
+    also sees that normalisation of the log-mel, per-bin standardised, as a second input channel.
+    States: ``level`` [2], ``bins`` or ``pcen`` [n_mels + 1] (with the second channel),
+    ``conv{i}`` per conv block, ``gru_h`` [layers, hidden].
     """
 
     def __init__(self, n_mels: int = 64, n_classes: int = 10, channels: tuple = (16, 32, 64),
-                 pools: tuple = (2, 2, 2), hidden: int = 128, dropout: float = 0.2, bin_channel: bool = False):
+                 pools: tuple = (2, 2, 2), hidden: int = 128, dropout: float = 0.2, bin_channel: bool = False,
+                 pcen_channel: bool = False):
         super().__init__()
+        if bin_channel and pcen_channel:
+            raise ValueError("bin_channel and pcen_channel are alternatives: choose one")
         self.norm = InputNorm(n_mels)
-        self.bin_norm = BinNorm(n_mels) if bin_channel else None
-        self.bin_bn = nn.BatchNorm1d(n_mels) if bin_channel else None
+        self.second = "bins" if bin_channel else "pcen" if pcen_channel else None
+        self.second_norm = SECOND_CHANNELS[self.second](n_mels) if self.second else None
+        self.second_bn = nn.BatchNorm1d(n_mels) if self.second else None
         self.n_mels = n_mels
-        self.front = ConvFront(n_mels, list(channels), list(pools), in_channels=2 if bin_channel else 1)
+        self.front = ConvFront(n_mels, list(channels), list(pools), in_channels=2 if self.second else 1)
         self.proj = nn.Linear(self.front.out_dim, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.drop = nn.Dropout(dropout)
@@ -173,19 +213,19 @@ class CRNN(nn.Module):
 
     def state_shapes(self) -> dict[str, list[int]]:
         convs = {f"conv{i}": s for i, s in enumerate(self.front.cache_shapes)}
-        bins = {"bins": [self.n_mels + 1]} if self.bin_norm is not None else {}
-        return {"level": [2], **bins, **convs, "gru_h": [1, self.hidden]}
+        second = {self.second: [self.n_mels + 1]} if self.second else {}
+        return {"level": [2], **second, **convs, "gru_h": [1, self.hidden]}
 
     def forward(self, x: torch.Tensor, level: torch.Tensor, *rest: torch.Tensor):
         normed, level = self.norm(x, level)
-        if self.bin_norm is None:
+        if self.second is None:
             *caches, h = rest
             head = (level,)
         else:
-            bins, *caches, h = rest
-            z, bins = self.bin_norm(x, bins)
-            normed = torch.stack([normed, self.bin_bn(z.transpose(1, 2)).transpose(1, 2)], 1)
-            head = (level, bins)
+            second, *caches, h = rest
+            z, second = self.second_norm(x, second)
+            normed = torch.stack([normed, self.second_bn(z.transpose(1, 2)).transpose(1, 2)], 1)
+            head = (level, second)
         y, caches = self.front(normed, list(caches))
         y = self.drop(F.relu(self.proj(y)))
         g, h = self.gru(y, h.transpose(0, 1).contiguous())
