@@ -98,7 +98,7 @@ class PCEN(nn.Module):
         z = (E / (eps + M)^alpha + delta)^r − delta^r
 
     (Wang et al. 2017; librosa's defaults: 0.4 s at 100 frames/s, alpha 0.98, delta 2, r 0.5).
-    A gain g scales z's inside term by only g^(1 − alpha) (1.10 for 40 dB); a steady sound
+    A power gain g scales z's inside term by only g^(1 − alpha) (1.10 for 20 dB); a steady sound
     settles at E/M^alpha ≈ 1 within the time constant, and an onset stands out above it.
 
     State ``pcen`` ``[B, F + 1]``: the EMA of E per bin and the EMA of 1 (its weight), kept by
