@@ -49,13 +49,21 @@ def fixed_ema(size: int, tau_frames: float) -> nn.RNN:
     return rnn.requires_grad_(False)
 
 
+def running_mean(rnn: nn.RNN, values: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bias-corrected running mean of positive ``values`` ``[B, T, S]`` by ``rnn``, a
+    :func:`fixed_ema` of size ``S + 1`` that also averages 1 (the weight of the mean so far, so a
+    zero ``state`` ``[B, S + 1]`` is a valid start) → mean ``[B, T, S]``, state out."""
+    ema, h = rnn(torch.cat([values, torch.ones_like(values[..., :1])], -1), state.unsqueeze(0))
+    return ema[..., :-1] / ema[..., -1:], h.squeeze(0)
+
+
 class LevelNorm(nn.Module):
     """``z_t = x_t − m_t``: ``m_t`` is the bias-corrected exponential moving average (time
     constant ``tau_frames``) of the per-frame mean log-mel, i.e. of the input level in log units.
 
     State ``level`` ``[B, 2]``: the EMA of ``mean(x) + LOG_FLOOR`` and the EMA of 1 (its
     weight, for the bias correction, so a zero state is a valid start), kept by
-    :func:`fixed_ema` (its inputs are positive).
+    :func:`running_mean` (its inputs are positive).
     """
 
     def __init__(self, tau_frames: float = 400.0):
@@ -64,10 +72,8 @@ class LevelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, F]`` log-mel, level ``[B, 2]`` → normalised x ``[B, T, F]``, level out."""
-        lvl = x.mean(-1, keepdim=True) + LOG_FLOOR
-        ema, h = self.rnn(torch.cat([lvl, torch.ones_like(lvl)], -1), level.unsqueeze(0))
-        mean = ema[..., :1] / ema[..., 1:] - LOG_FLOOR
-        return x - mean, h.squeeze(0)
+        mean, level = running_mean(self.rnn, x.mean(-1, keepdim=True) + LOG_FLOOR, level)
+        return x - (mean - LOG_FLOOR), level
 
 
 class BinNorm(nn.Module):
@@ -77,7 +83,7 @@ class BinNorm(nn.Module):
     the time constant, and onsets stand out.
 
     State ``bins`` ``[B, F + 1]``: the EMA of ``x + LOG_FLOOR`` per bin and the EMA of 1 (its
-    weight), kept by :func:`fixed_ema` as in :class:`LevelNorm`.
+    weight), kept by :func:`running_mean` as in :class:`LevelNorm`.
     """
 
     def __init__(self, n_mels: int, tau_frames: float = 400.0):
@@ -87,8 +93,8 @@ class BinNorm(nn.Module):
     def forward(self, x: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, F]`` log-mel, bins ``[B, F + 1]`` → normalised x ``[B, T, F]``, bins out."""
         shifted = x + LOG_FLOOR
-        ema, h = self.rnn(torch.cat([shifted, torch.ones_like(x[..., :1])], -1), bins.unsqueeze(0))
-        return shifted - ema[..., :-1] / ema[..., -1:], h.squeeze(0)
+        mean, bins = running_mean(self.rnn, shifted, bins)
+        return shifted - mean, bins
 
 
 class PCEN(nn.Module):
@@ -102,7 +108,7 @@ class PCEN(nn.Module):
     settles at E/M^alpha ≈ 1 within the time constant, and an onset stands out above it.
 
     State ``pcen`` ``[B, F + 1]``: the EMA of E per bin and the EMA of 1 (its weight), kept by
-    :func:`fixed_ema` (E is positive).
+    :func:`running_mean` (E is positive).
     """
 
     def __init__(self, n_mels: int, tau_frames: float = 40.0, alpha: float = 0.98, delta: float = 2.0,
@@ -114,10 +120,8 @@ class PCEN(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, F]`` log-mel (natural log of power) → z ``[B, T, F]`` (≥ 0), state out."""
         energy = torch.exp(x)
-        ema, h = self.rnn(torch.cat([energy, torch.ones_like(x[..., :1])], -1), state.unsqueeze(0))
-        smooth = ema[..., :-1] / ema[..., -1:]
-        z = (energy / (self.eps + smooth) ** self.alpha + self.delta) ** self.r - self.delta ** self.r
-        return z, h.squeeze(0)
+        smooth, state = running_mean(self.rnn, energy, state)
+        return (energy / (self.eps + smooth) ** self.alpha + self.delta) ** self.r - self.delta ** self.r, state
 
 
 SECOND_CHANNELS = {"bins": BinNorm, "pcen": PCEN}
