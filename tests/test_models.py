@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from rttag.train.models import PCEN, BinNorm, LevelNorm, build, zero_state  # noqa: E402
 
 TAU = 400
-"""Both normalisations' time constant (frames)."""
+"""LevelNorm's and BinNorm's time constant (frames; PCEN's is 40)."""
 
 
 def log_mel(frames: int = 3000, seed: int = 0) -> torch.Tensor:
