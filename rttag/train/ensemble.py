@@ -7,13 +7,15 @@ An ensemble given as input contributes its members, so an ensemble can be extend
 ``ens.pt@1,3`` contributes only its members 1 and 3 (0-based), so a new ensemble can take some
 members of a shipped one without their separate files.
 ``rttag export`` turns it into one stateful ONNX graph like any other checkpoint. The members
-must share arch, hyper-parameters, labels and frontend. The config keeps each member's file
-name, SHA-256 and training record (for the model card); the smoother block is the first
-member's until ``rttag tune`` chooses one for the ensemble. With ``--half`` the large weight
-tensors are stored as float16 (``rttag.train.export.halve_state_dict``; the config says
-``"weights": "float16"`` and ``rttag export`` stores the ONNX initializers the same way, but
-for the convolutions' weights, into which the exporter folds BatchNorm): the shipped six
-members take 2.69 MB of ONNX instead of 4.58.
+must share arch, labels, frontend and target delay; their hyper-parameters may differ (a member
+with a PCEN input channel beside plain ones; the config then lists each member's). The config
+also keeps each member's file name, SHA-256 and training record (for the model card); the
+smoother block is the first member's until ``rttag tune`` chooses one for the ensemble. With
+``--half`` the large weight tensors are stored as float16
+(``rttag.train.export.halve_state_dict``; the config says ``"weights": "float16"`` and
+``rttag export`` stores the ONNX initializers the same way, but for the convolutions' weights,
+into which the exporter folds BatchNorm): the shipped six members take 2.69 MB of ONNX instead
+of 4.58.
 """
 
 from __future__ import annotations
@@ -28,19 +30,18 @@ import torch
 
 from ..errors import RttagError
 from .export import halve_state_dict, load_checkpoint, save_checkpoint
-from .models import ARCHS, ENSEMBLE, build, full_hparams, n_params
+from .models import ENSEMBLE, build, full_hparams, n_params
 
 log = logging.getLogger(__name__)
 
-SHARED = ("arch", "hparams", "labels", "frontend")
+SHARED = ("arch", "labels", "frontend")
 """Config keys every member must have equal."""
 
 
-def shared_value(config: dict, key: str):
-    """``config[key]`` as members compare it: hparams with the arch's defaults filled in, so a
-    checkpoint that spells a default out matches one written before that option existed."""
-    value = config.get(key)
-    return full_hparams(config["arch"], value) if key == "hparams" and config.get("arch") in ARCHS else value
+def filled_hparams(config: dict) -> dict:
+    """A single model's hparams with its arch's defaults filled in, so a checkpoint that spells a
+    default out compares equal to one written before that option existed."""
+    return full_hparams(config["arch"], config.get("hparams", {}))
 
 
 def split_spec(spec: str) -> tuple[Path, list[int] | None]:
@@ -78,9 +79,10 @@ def members_of(path: Path, model: torch.nn.Module, config: dict,
                   "name": config.get("name"), "train": config.get("train", {}), "metrics": config.get("metrics", {})}
         return [(model, config, record)]
     inner = config["hparams"]
-    shared = {"arch": inner["arch"], "hparams": inner["hparams"], "labels": config["labels"],
-              "frontend": config["frontend"], "smoother": config.get("smoother", {})}
-    members = [(member, shared, record) for member, record in zip(model.members, config["members"])]
+    each = inner.get("member_hparams") or [inner["hparams"]] * inner["members"]
+    members = [(member, {"arch": inner["arch"], "hparams": hparams, "labels": config["labels"],
+                         "frontend": config["frontend"], "smoother": config.get("smoother", {})}, record)
+               for member, hparams, record in zip(model.members, each, config["members"])]
     if picks is None:
         return members
     bad = [i for i in picks if not 0 <= i < len(members)]
@@ -100,7 +102,7 @@ def combine(specs: list[str | Path], name: str, version: str, half: bool = False
     first_path, _, first, _ = loaded[0]
     for path, _, config, _ in loaded[1:]:
         for key in SHARED:
-            if shared_value(config, key) != shared_value(first, key):
+            if config.get(key) != first.get(key):
                 raise RttagError(f"{path} differs from {first_path} in {key!r}; ensemble members must share "
                                  f"{', '.join(SHARED)}")
     delays = {float((record.get("train") or {}).get("target_delay_s", 0.0)) for *_, record in loaded}
@@ -108,7 +110,10 @@ def combine(specs: list[str | Path], name: str, version: str, half: bool = False
         listed = ", ".join(map(str, sorted(delays)))
         raise RttagError(f"the members were trained with different --target-delay values ({listed} s); "
                          "ensemble members must share it")
+    each = [filled_hparams(config) for _, _, config, _ in loaded]
     hparams = {"arch": first["arch"], "members": len(loaded), "hparams": first["hparams"]}
+    if any(h != each[0] for h in each):
+        hparams = {"arch": first["arch"], "members": len(loaded), "member_hparams": each}
     model = build(ENSEMBLE, hparams)
     for member, (_, trained, _, _) in zip(model.members, loaded):
         member.load_state_dict(trained.state_dict())

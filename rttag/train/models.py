@@ -293,23 +293,33 @@ class Ensemble(nn.Module):
     seeds or recipes miss different recordings, and their mean is meant to miss fewer; measured
     in docs/TRAINING.md, "Prediction ensembles".)
 
+    Every member is built from ``hparams``, or member i from ``member_hparams[i]`` where that
+    list is given (members whose hyper-parameters differ, e.g. one with a PCEN input channel
+    beside plain ones; each then has its own number of states).
+
     States: each member's, prefixed ``m{i}_`` (member i's ``gru_h`` is ``m{i}_gru_h``).
     feats ``[B, T, n_mels]`` → logits ``[B, T, n_classes]``, state out.
     """
 
-    def __init__(self, arch: str = "crnn", members: int = 2, hparams: dict | None = None):
+    def __init__(self, arch: str = "crnn", members: int = 2, hparams: dict | None = None,
+                 member_hparams: list[dict] | None = None):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown member arch {arch!r} (choose from {', '.join(ARCHS)})")
-        self.members = nn.ModuleList(ARCHS[arch](**(hparams or {})) for _ in range(members))
+        each = member_hparams if member_hparams is not None else [hparams or {}] * members
+        if len(each) != members:
+            raise ValueError(f"member_hparams has {len(each)} entries for {members} members")
+        self.members = nn.ModuleList(ARCHS[arch](**h) for h in each)
+        counts = [len(m.state_shapes()) for m in self.members]
+        self.state_slices = [slice(sum(counts[:i]), sum(counts[:i + 1])) for i in range(members)]
 
     def state_shapes(self) -> dict[str, list[int]]:
         return {f"m{i}_{name}": shape for i, m in enumerate(self.members) for name, shape in m.state_shapes().items()}
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        k, probs, state_out = len(self.members[0].state_shapes()), [], []
-        for i, member in enumerate(self.members):
-            logits, *s = member(x, *state[i * k:(i + 1) * k])
+        probs, state_out = [], []
+        for member, own in zip(self.members, self.state_slices):
+            logits, *s = member(x, *state[own])
             probs.append(torch.sigmoid(logits))
             state_out += s
         p = torch.stack(probs).mean(0).clamp(PROB_EPS, 1.0 - PROB_EPS)
