@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..cli import db_range
 from ..errors import RttagError
+from ..workers import die_with_parent
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
 from .sources import (Source, copyright_stanza, credited_licence, default_extra_sources_tsv, default_sources_tsv,
@@ -86,7 +88,7 @@ def _progress(quiet: bool = False):
 def decode_all(sources: list[Source], cache: Path, workers: int, progress) -> tuple[dict, list[str]]:
     """key → memory-mapped float32 audio for every decodable source; and the skipped ones."""
     audio, problems = {}, []
-    with get_context("fork").Pool(workers) as pool:
+    with get_context("fork").Pool(workers, die_with_parent, (os.getpid(),)) as pool:
         for key, y, problem in progress(pool.imap_unordered(load_decoded, [(s, cache) for s in sources], chunksize=16),
                                         total=len(sources), desc="decode", unit="file"):
             if problem:
@@ -126,7 +128,7 @@ def write_split(split: str, hours: float, seed: int, out: Path, workers: int, pr
     mean_s = float(np.mean(settings.clip_s))
     n_clips = max(1, int(np.ceil(1.03 * hours * 3600 / mean_s)))  # 3 % spare: at least `hours`
     rows, clips = [], []
-    with get_context("fork").Pool(workers) as pool:
+    with get_context("fork").Pool(workers, die_with_parent, (os.getpid(),)) as pool:
         jobs = [(split, i, seed, settings) for i in range(n_clips)]
         for index, m in progress(pool.imap(_mix_one, jobs, chunksize=4), total=n_clips, desc=f"mix {split}", unit="clip"):
             name = f"{split}_{index:05d}.wav"

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import RttagError
 from ..evaluate import read_reference
 from ..frontend import FrontendParams, LogMelFrontend
+from ..workers import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def load_split(data_dir: str | Path, split: str, labels: list[str], params: Fron
         lengths = json.loads((cache / "lengths.json").read_text())
     else:
         log.info("computing log-mel features of %d %s files (cached in %s)", len(files), split, cache)
-        with ProcessPoolExecutor(max(1, workers)) as pool:
+        with ProcessPoolExecutor(max(1, workers), initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             parts = list(pool.map(_logmel, [(str(p), params.to_dict()) for p in files], chunksize=8))
         lengths = [len(x) for x in parts]
         feats = np.concatenate(parts).astype(np.float32)
