@@ -21,7 +21,9 @@ PR_SET_PDEATHSIG = 1
 def die_with_parent(parent: int) -> None:
     """Pool initializer: on Linux, have the kernel send this worker SIGKILL when ``parent`` (the
     pid of the process that made the pool, ``os.getpid()`` there) dies; exit at once where it
-    died before the request took effect. A no-op on other systems."""
+    died before the request took effect. A no-op on other systems. (Strictly the kernel watches
+    the thread that forked the worker: the pools here start their workers from the thread that
+    makes and uses them, which outlives them.)"""
     if not sys.platform.startswith("linux"):
         return
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
