@@ -89,9 +89,15 @@ guard are guarded: guarding every class's settings before offsets and dominance 
 settings those stages would have brought within it (docs/EVALUATION.md, the twenty-sixth
 session). Stage 2 starts from the class-wise
 choice: the eligible setting with the best sed_eval event-based F1 of the class, then the
-best 1 s segment-based F1. The final choice depends on ``--objective``:
+best 1 s segment-based F1 (under the objectives ``sum`` and ``segment``, their own per-class
+order instead, in stage 2's thresholds too). The final choice depends on ``--objective``:
 
 * ``class`` (default): the class-wise choice.
+* ``sum``: per class the eligible setting with the best event F1 + 1 s segment F1 (then
+  event F1). The class-wise choice counts segment F1 only on ties, and a class's segment
+  F1 (how much of its sounding time the events cover) is what the headline segment F1
+  adds up, weighted by the class's sounding time.
+* ``segment``: per class the eligible setting with the best segment F1, then event F1.
 * ``micro``: one eligible setting per class such that the **micro** event F1 over
   all classes, 2·ΣTP / (ΣNref + ΣNsys), is highest. Class-wise choices ignore that a class's
   false events cost every other class's precision too: a class the model barely recognises
@@ -177,7 +183,15 @@ GRID_OFFSET_EXCESS_DB = (2.0, 3.0, 4.0, 5.0)
 """``offset_excess_db`` values tried per class against the lag rule (dB)."""
 GRID_DOMINANCE = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 """``dominance`` values tried per class, last (ratio to the most probable other class)."""
-OBJECTIVES = ("class", "micro")
+OBJECTIVES = ("class", "micro", "sum", "segment")
+CLASS_ORDER = {
+    "class": lambda c: (c.event_f1, c.segment_f1),
+    "micro": lambda c: (c.event_f1, c.segment_f1),
+    "sum": lambda c: (c.event_f1 + c.segment_f1, c.event_f1),
+    "segment": lambda c: (c.segment_f1, c.event_f1),
+}
+"""Per objective, the order of one class's eligible candidates (the higher the better); the
+micro objective starts its joint search from the class-wise choice."""
 OVER_BUDGET = ("best", "nearest", "nearest-late")
 DURATIONS_AT = ("best", "both")
 BUDGET_STEP_S = 0.05
@@ -254,7 +268,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "its wait decides which thresholds count as within --max-latency")
     parser.add_argument("--objective", default="class", choices=OBJECTIVES,
                         help="class: each class's best event F1 on its own (default); "
-                        "micro: the settings that together give the best micro event F1")
+                        "micro: the settings that together give the best micro event F1; "
+                        "sum: each class's best event F1 + segment F1; segment: each class's best segment F1")
 
 
 def onset_lags(split: Split, detections: dict[str, list[Detection]], labels: Sequence[str]) -> dict[str, float]:
@@ -410,10 +425,13 @@ def check_stage1_min_on(stage1_min_on_s: float) -> None:
                         f"not one of {', '.join(f'{v:g}' for v in GRID_MIN_ON_S)}")
 
 
-def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> Candidate:
-    """The eligible candidate with the best event F1, then segment F1 (the first on ties);
-    the best regardless of latency and recall when none is eligible."""
-    return max(candidates, key=lambda c: (c.eligible(max_latency_s, min_recall), c.event_f1, c.segment_f1))
+def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0,
+                 objective: str = "class") -> Candidate:
+    """The eligible candidate that ranks first by the ``objective``'s :data:`CLASS_ORDER` (by
+    default the best event F1, then segment F1; the first on ties); the first regardless of
+    latency and recall when none is eligible."""
+    order = CLASS_ORDER[objective]
+    return max(candidates, key=lambda c: (c.eligible(max_latency_s, min_recall), *order(c)))
 
 
 def class_budget(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0) -> float:
@@ -646,15 +664,15 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
         """The class's best among every setting scored for it (stages 1 and 2) within its budget."""
         allowed[label] = pool(label, stage1[label] + stage2[label], guarded)
         budgets[label] = budget(allowed[label], 2)
-        by_class[label] = class_choice(allowed[label], budgets[label], min_recall)
+        by_class[label] = class_choice(allowed[label], budgets[label], min_recall, objective)
 
     def anchors(cands: list[Candidate]) -> tuple[tuple, ...]:
         """The (on, off) thresholds stage 2 scores a class's durations at: its best stage-1
         thresholds within its budget, and with ``durations_at`` "both" also its best at any latency."""
-        best = class_choice(cands, budget(cands, 1), min_recall).values[:2]
+        best = class_choice(cands, budget(cands, 1), min_recall, objective).values[:2]
         if durations_at == "best":
             return (best,)
-        free = class_choice(cands, float("inf"), min_recall).values[:2]
+        free = class_choice(cands, float("inf"), min_recall, objective).values[:2]
         return (best,) if free == best else (best, free)
     while True:
         first = {label: pool(label, stage1[label], guarded) for label in labels}
@@ -676,7 +694,7 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
             durations(moved)
             for label in moved:
                 pick(label)
-        choice = by_class if objective == "class" else joint_choice(allowed, by_class, n_ref, budgets, min_recall)
+        choice = by_class if objective != "micro" else joint_choice(allowed, by_class, n_ref, budgets, min_recall)
         placed = place_offsets(split, runs, labels, timing, choice)
         t0 = time.perf_counter()
         final, latencies = hold_back(split, runs, labels, timing, placed, n_ref, budgets,

@@ -21,7 +21,7 @@ from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
 from rttag.smoother import DB_PER_LOG, SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, Candidate, TuneError, _params, _score, backdate,
+from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, OBJECTIVES, Candidate, TuneError, _params, _score, backdate,
                         check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
                         FEW_RECORDINGS, warn_few_recordings,
                         latency_lists, micro_f1, offset_lags, onset_lags, overall_ascent, overall_latency,
@@ -647,7 +647,7 @@ def fallback_params(n: int) -> SmootherParams:
     return SmootherParams((0.5,) * n, (0.5,) * n, (0.1,) * n, (0.2,) * n, (0.0,) * n, (0.0,) * n)
 
 
-@pytest.mark.parametrize("objective", ["micro", "class"])
+@pytest.mark.parametrize("objective", OBJECTIVES)
 def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
     """Three 3 s dog events the model tracks exactly, and four 150 ms blips. A 0.2 s minimum
     duration removes the blips (event F1 1.0) but decides 0.2 s late; with min_on_s ≤ 0.1 the
@@ -954,6 +954,27 @@ def test_a_recall_floor_keeps_a_poorly_recognised_class_audible():
     assert joint_choice({"bird": bird, "dog": [noisy, quiet]}, by_class, n_ref, budgets)["dog"] is quiet
     joint = joint_choice({"bird": bird, "dog": [noisy, quiet, some]}, by_class, n_ref, budgets, min_recall=0.1)
     assert joint["dog"] is some and not quiet.eligible(0.25, 0.1) and some.eligible(0.25, 0.1)
+
+
+def test_each_objective_ranks_a_class_s_candidates_its_own_way():
+    """Three eligible settings of one class: the sharpest events (event F1 0.5, segment F1
+    0.4), the best cover (0.3, 0.8) and one between (0.45, 0.6). The class objective takes the
+    first, ``sum`` the one with the best sum (1.1), ``segment`` the second; a setting over the
+    latency budget is left out by every objective while another is eligible."""
+    sharp, cover = Candidate((0.9,), 0.5, 0.4, 0.1, 10, 20), Candidate((0.2,), 0.3, 0.8, 0.1, 10, 47)
+    between = Candidate((0.5,), 0.45, 0.6, 0.1, 10, 24)
+    cands = [sharp, cover, between]
+    assert class_choice(cands, 0.25) is sharp and class_choice(cands, 0.25, objective="micro") is sharp
+    assert class_choice(cands, 0.25, objective="sum") is cover
+    assert class_choice(cands, 0.25, objective="segment") is cover
+    between = replace(between, segment_f1=0.7)
+    assert class_choice([sharp, cover, between], 0.25, objective="sum") is between  # 1.15 against 1.1
+    assert class_choice([sharp, cover, between], 0.25, objective="segment") is cover
+    late_cover = replace(cover, latency_s=0.4)
+    for objective in OBJECTIVES:
+        assert class_choice([sharp, late_cover], 0.25, objective=objective) is sharp
+    assert class_choice([replace(sharp, segment_f1=0.8), replace(cover, event_f1=0.5)], 0.25, objective="sum") \
+        .values == (0.9,)  # equal sums: the better event F1 (equal too: the first)
 
 
 def test_joint_choice_is_the_exhaustive_optimum():
