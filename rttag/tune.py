@@ -94,10 +94,13 @@ order instead, in stage 2's thresholds too). The final choice depends on ``--obj
 
 * ``class`` (default): the class-wise choice.
 * ``sum``: per class the eligible setting with the best event F1 + 1 s segment F1 (then
-  event F1). The class-wise choice counts segment F1 only on ties, and a class's segment
-  F1 (how much of its sounding time the events cover) is what the headline segment F1
-  adds up, weighted by the class's sounding time.
-* ``segment``: per class the eligible setting with the best segment F1, then event F1.
+  event F1). The class-wise choice counts segment F1 only on ties; the headline segment F1
+  pools every class's active 1 s segments, and most of its errors are segments a class is
+  on without its sound (docs/EVALUATION.md, round 67). On the shipped crnn (tuned on half B, scored on V2, docs/EVALUATION.md round 67) it raised
+  segment F1 by 0.012 (0.475 → 0.487) with event F1 level (−0.002), too little to become the
+  default.
+* ``segment``: per class the eligible setting with the best segment F1, then event F1. In
+  round 67 it lost event F1 on V2 (−0.034) and did not raise segment F1 there (−0.008).
 * ``micro``: one eligible setting per class such that the **micro** event F1 over
   all classes, 2·ΣTP / (ΣNref + ΣNsys), is highest. Class-wise choices ignore that a class's
   false events cost every other class's precision too: a class the model barely recognises
