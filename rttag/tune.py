@@ -96,9 +96,9 @@ order instead, in stage 2's thresholds too). The final choice depends on ``--obj
 * ``sum``: per class the eligible setting with the best event F1 + 1 s segment F1 (then
   event F1). The class-wise choice counts segment F1 only on ties; the headline segment F1
   pools every class's active 1 s segments, and most of its errors are segments a class is
-  on without its sound (docs/EVALUATION.md, round 67). On the shipped crnn (tuned on half B, scored on V2, docs/EVALUATION.md round 67) it raised
+  on without its sound. On the shipped crnn, chosen on half B and scored on V2, it raised
   segment F1 by 0.012 (0.475 → 0.487) with event F1 level (−0.002), too little to become the
-  default.
+  default (docs/EVALUATION.md, round 67).
 * ``segment``: per class the eligible setting with the best segment F1, then event F1. In
   round 67 it lost event F1 on V2 (−0.034) and did not raise segment F1 there (−0.008).
 * ``micro``: one eligible setting per class such that the **micro** event F1 over
@@ -431,8 +431,8 @@ def check_stage1_min_on(stage1_min_on_s: float) -> None:
 def class_choice(candidates: Sequence[Candidate], max_latency_s: float, min_recall: float = 0.0,
                  objective: str = "class") -> Candidate:
     """The eligible candidate that ranks first by the ``objective``'s :data:`CLASS_ORDER` (by
-    default the best event F1, then segment F1; the first on ties); the first regardless of
-    latency and recall when none is eligible."""
+    default the best event F1, then segment F1; the first on ties); the first by that order
+    regardless of latency and recall when none is eligible."""
     order = CLASS_ORDER[objective]
     return max(candidates, key=lambda c: (c.eligible(max_latency_s, min_recall), *order(c)))
 
@@ -601,9 +601,10 @@ def choose(split: Split, runs: dict, labels: Sequence[str], timing: FrameTiming,
     setting still holds it on through more than ``max_held_on`` of the files (every setting
     did), ``tuned``: False when the class had no events and kept ``fallback``); and micro event
     F1 figures on ``split`` over the classes with events: ``class_micro_f1`` (each class's own
-    best, offsets not yet placed), ``choice_micro_f1`` (the ``objective``'s choice, offsets not
-    yet placed), ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the
-    final choice, with dominance); ``overall_latency_s``, the final choice's median decision
+    best by the ``objective``'s :data:`CLASS_ORDER`, offsets not yet placed),
+    ``choice_micro_f1`` (the ``objective``'s choice, offsets not yet placed),
+    ``placed_micro_f1`` (offsets placed, no dominance yet) and ``micro_f1`` (the final choice,
+    with dominance); ``overall_latency_s``, the final choice's median decision
     latency over all matched events together, and ``overall_within``, the share of them decided
     within ``max_overall_latency_s`` (None without it; it and ``overall_quantile``: see
     :func:`hold_back`)."""

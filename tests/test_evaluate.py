@@ -21,8 +21,8 @@ from rttag.intervals import add_intervals, resampling
 from rttag.runtime import OnnxModel
 from rttag.smoother import DB_PER_LOG, SmootherParams
 from rttag.frontend import FrontendParams
-from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, OBJECTIVES, Candidate, TuneError, _params, _score, backdate,
-                        check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
+from rttag.tune import (GRID_MIN_OFF_S, GRID_MIN_ON_S, GRID_ON, OBJECTIVES, Candidate, TuneError, _params, _score,
+                        backdate, check_quantile, choose, class_budget, class_choice, format_choice, joint_choice,
                         FEW_RECORDINGS, warn_few_recordings,
                         latency_lists, micro_f1, offset_lags, onset_lags, overall_ascent, overall_latency,
                         stage2_durations)
