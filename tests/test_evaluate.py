@@ -1102,6 +1102,23 @@ def test_tune_over_budget_nearest_from_the_command_line(dataset, model_path):
     assert model_path.read_bytes() == before
 
 
+def test_tune_objective_sum_from_the_command_line(dataset, model_path):
+    """--objective sum reaches the choice (the summary names it, each tuned class's setting is
+    from the grid) and an unknown objective is refused before the model runs; --dry-run
+    writes nothing."""
+    before = model_path.read_bytes()
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run", "--objective", "sum")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert re.search(r"validation micro event F1: \d\.\d{4} with the sum objective", out)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.splitlines()}
+    for label in ("music", "alarm"):
+        assert float(rows[label][1]) in GRID_ON, rows[label]
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--objective", "frames")
+    assert proc.returncode != 0 and b"invalid choice: 'frames'" in proc.stderr
+    assert model_path.read_bytes() == before
+
+
 def test_tune_stage1_min_on_from_the_command_line(dataset, model_path):
     """--stage1-min-on 0 reaches stage 1 (its log line says the wait); a wait outside stage 2's
     grid is one error line before the model runs."""
