@@ -186,15 +186,21 @@ GRID_OFFSET_EXCESS_DB = (2.0, 3.0, 4.0, 5.0)
 """``offset_excess_db`` values tried per class against the lag rule (dB)."""
 GRID_DOMINANCE = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 """``dominance`` values tried per class, last (ratio to the most probable other class)."""
-OBJECTIVES = ("class", "micro", "sum", "segment")
+
+
+def _event_then_segment(c: "Candidate") -> tuple[float, float]:
+    return c.event_f1, c.segment_f1
+
+
 CLASS_ORDER = {
-    "class": lambda c: (c.event_f1, c.segment_f1),
-    "micro": lambda c: (c.event_f1, c.segment_f1),
+    "class": _event_then_segment,
+    "micro": _event_then_segment,
     "sum": lambda c: (c.event_f1 + c.segment_f1, c.event_f1),
     "segment": lambda c: (c.segment_f1, c.event_f1),
 }
-"""Per objective, the order of one class's eligible candidates (the higher the better); the
-micro objective starts its joint search from the class-wise choice."""
+"""Per objective (``--objective``), the order of one class's eligible candidates (the higher
+the better); the micro objective starts its joint search from the class-wise choice."""
+OBJECTIVES = tuple(CLASS_ORDER)
 OVER_BUDGET = ("best", "nearest", "nearest-late")
 DURATIONS_AT = ("best", "both")
 BUDGET_STEP_S = 0.05
