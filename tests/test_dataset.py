@@ -467,3 +467,67 @@ def test_a_bad_train_ebr_range_is_one_error_line(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.decode().strip().splitlines() == ["rttag: error: --train-ebr-db 10,-5: LOW is above HIGH"]
     assert not (tmp_path / "d").exists()
+
+
+def test_distractors_add_unlabelled_sound_and_leave_the_labelled_events_as_they_are():
+    """``MixSettings.p_distractors``: the clip's labelled events, their sources and the clip's
+    length are the same with and without distractors (their draws come from a stream of their
+    own); the distractor is heard where no event is and gets no reference row."""
+    p = {"door": Pool([np.full(int(0.3 * SR), 0.5, np.float32)], [("pkg", "door.wav")])}
+    tone = np.sin(2 * np.pi * 1000 * np.arange(int(0.4 * SR)) / SR).astype(np.float32)
+    distractors = Pool([tone], [("game", "laser.ogg")])
+    settings = replace(QUIET, p_distractors=1.0, distractor_events=(2, 2))
+    for seed in range(5):
+        plain = mix(p, Pool([], []), np.random.default_rng([seed, 0]), settings)
+        with_d = mix(p, Pool([], []), np.random.default_rng([seed, 0]), settings,
+                     distractors=distractors, distractor_rng=np.random.default_rng([seed, 7]))
+        assert with_d.events == plain.events and with_d.event_sources == plain.event_sources
+        assert len(with_d.audio) == len(plain.audio)
+        assert with_d.used == plain.used + [("distractor", "game", "laser.ogg")] * 2
+        outside = np.ones(len(plain.audio), bool)
+        for onset, offset, _ in plain.events:
+            outside[int(onset * SR):int(offset * SR) + 1] = False
+        assert np.abs(with_d.audio[outside]).max() > 4 * np.abs(plain.audio[outside]).max()  # at the events' level
+    never = mix(p, Pool([], []), np.random.default_rng([0, 0]), QUIET, distractors=distractors,
+                distractor_rng=np.random.default_rng([0, 7]))
+    assert ("distractor", "game", "laser.ogg") not in never.used
+
+
+def test_bundled_distractors_only_add_unlabelled_training_sound():
+    from rttag.dataset.sources import (default_distractor_sources_tsv, default_extra_sources_tsv,
+                                       default_sources_tsv, default_validation_sources_tsv, read_sources)
+    from rttag.dataset.splits import DISTRACTOR, check_distractors
+    others = (read_sources(default_sources_tsv()) + read_sources(default_extra_sources_tsv())
+              + read_sources(default_validation_sources_tsv()))
+    distractors = read_sources(default_distractor_sources_tsv())
+    assert len(distractors) >= 90 and len({s.package for s in distractors}) >= 10
+    check_distractors(distractors, others)
+    before, after = assign(others), assign(others + distractors)
+    for split in ("validation", "test"):
+        assert after[split] == before[split]
+    assert after["train"][DISTRACTOR] == sorted(distractors, key=lambda s: (s.package, s.path))
+
+
+@pytest.mark.parametrize("row, why", [
+    (("newpkg", "a.ogg", "distractor", "validation", "GPL", 1.0), "split is not train"),
+    (("newpkg", "a.ogg", "dog", "train", "GPL", 1.0), "unknown label"),
+    (("newpkg", "a.ogg", "distractor", "train", "", 1.0), "no licence"),
+    (("hedgewars-data", "b.ogg", "distractor", "train", "GPL", 1.0), "feeds the test split"),
+    (("0ad-data", "x.ogg", "distractor", "train", "GPL", 1.0), "already in another source list"),
+])
+def test_distractor_source_that_would_touch_a_label_or_test_is_refused(row, why):
+    from rttag.dataset.splits import check_distractors
+    others = [Source("hedgewars-data", "h.ogg", "speech", "test", "GPL", 1.0),
+              Source("0ad-data", "x.ogg", "music", "train", "GPL", 1.0)]
+    with pytest.raises(SourceError, match=why):
+        check_distractors([Source(*row)], others)
+
+
+def test_a_distractor_chance_outside_0_to_1_is_one_error_line(tmp_path):
+    from conftest import run_rttag
+
+    proc = run_rttag("data", "build", "--out", str(tmp_path / "d"), "--distractors", "1.5", timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.decode().strip().splitlines() == [
+        "rttag: error: data build: --distractors 1.5: a chance, 0 to 1"]
+    assert not (tmp_path / "d").exists()

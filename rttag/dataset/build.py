@@ -31,12 +31,16 @@ from ..errors import RttagError
 from ..workers import die_with_parent
 from .mixer import SR, MixSettings, Pool, mix
 from .. import LABELS
-from .sources import (Source, copyright_stanza, credited_licence, default_extra_sources_tsv, default_sources_tsv,
-                      default_validation_sources_tsv, fetch_and_unpack, holders_text, load_decoded, read_sources)
-from .splits import SPLITS, assign, check_extra, check_validation, keep_validation_half
+from .sources import (Source, copyright_stanza, credited_licence, default_distractor_sources_tsv,
+                      default_extra_sources_tsv, default_sources_tsv, default_validation_sources_tsv,
+                      fetch_and_unpack, holders_text, load_decoded, read_sources)
+from .splits import DISTRACTOR, SPLITS, assign, check_distractors, check_extra, check_validation, keep_validation_half
 from . import leaks, synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
+DISTRACTOR_STREAM = 7
+"""Last element of a clip's distractor RNG seed ``(seed, split, index, 7)``: a stream of its own,
+so ``--distractors`` leaves every labelled draw of the clip as it is."""
 SYNTHETIC_CLIPS = 100
 SYNTHETIC_SHARE = {"alarm": 0.5, "door": 0.5, "explosion": 0.3, "dog": 0.5, "engine": 0.3, "water": 0.3,
                    "footsteps": 0.5, "background": 0.5}
@@ -75,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-labels", default=",".join(DEFAULT_SYNTHETIC_LABELS), metavar="LABELS",
                         help=f"labels that get them (default {','.join(DEFAULT_SYNTHETIC_LABELS)}; "
                              f"possible: {','.join(SYNTHETIC_SHARE)})")
+    parser.add_argument("--distractors", type=float, default=0.0, metavar="P",
+                        help="chance that a training clip also gets 1-2 unlabelled distractor events: game and "
+                             "interface sounds of none of the labels (rttag/dataset/distractor_sources.tsv; default "
+                             "0: none); validation and test are unchanged, and so are the training clips' labelled "
+                             "events")
 
 
 def _progress(quiet: bool = False):
@@ -113,8 +122,10 @@ def _mix_one(job: tuple[str, int, int, MixSettings]):
     split, index, seed, settings = job
     pools = _POOLS[split]
     backgrounds = pools.get("background", Pool([], []))
-    labelled = {k: v for k, v in pools.items() if k != "background"}
-    return index, mix(labelled, backgrounds, np.random.default_rng([seed, SPLIT_SEED[split], index]), settings)
+    labelled = {k: v for k, v in pools.items() if k not in ("background", DISTRACTOR)}
+    return index, mix(labelled, backgrounds, np.random.default_rng([seed, SPLIT_SEED[split], index]), settings,
+                      distractors=pools.get(DISTRACTOR),
+                      distractor_rng=np.random.default_rng([seed, SPLIT_SEED[split], index, DISTRACTOR_STREAM]))
 
 
 def write_split(split: str, hours: float, seed: int, out: Path, workers: int, progress,
@@ -193,8 +204,11 @@ def run(args: argparse.Namespace) -> int:
     if args.hours <= 0 or args.validation_hours <= 0 or args.test_hours <= 0:
         raise RttagError("data build: --hours, --validation-hours and --test-hours must be positive")
     settings = {split: MixSettings() for split in SPLITS}
-    if args.train_ebr_db is not None:
-        settings["train"] = MixSettings(ebr_db=db_range("--train-ebr-db", args.train_ebr_db))
+    if not 0.0 <= args.distractors <= 1.0:
+        raise RttagError(f"data build: --distractors {args.distractors:g}: a chance, 0 to 1")
+    if args.train_ebr_db is not None or args.distractors:
+        settings["train"] = MixSettings(ebr_db=db_range("--train-ebr-db", args.train_ebr_db) if args.train_ebr_db
+                                        else MixSettings().ebr_db, p_distractors=args.distractors)
     sources = read_sources(Path(args.sources) if args.sources else default_sources_tsv())
     extra = []
     if args.extra_sources != "none":
@@ -209,6 +223,11 @@ def run(args: argparse.Namespace) -> int:
         sources += validation
     if args.validation_half:
         sources = keep_validation_half(sources, args.validation_half)
+    distractors = []
+    if args.distractors:
+        distractors = read_sources(default_distractor_sources_tsv())
+        check_distractors(distractors, sources)
+        sources += distractors
     fetch_and_unpack(sorted({s.package for s in sources}), cache, progress)
     audio, problems = decode_all(sources, cache, args.workers, progress)
     for p in problems:
@@ -238,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     hours = {"train": args.hours, "validation": args.validation_hours, "test": args.test_hours}
     manifest = {"seed": args.seed, "sample_rate": SR, "splits": {}, "extra_sources": len(extra),
                 "validation_sources": len(validation), "validation_half": args.validation_half,
+                "distractors": {"train_clip_share": args.distractors, "recordings": len(distractors)},
                 "ebr_db": {split: list(settings[split].ebr_db) for split in SPLITS},
         "synthetic": {label: {"train_clips": args.synthetic, "share": SYNTHETIC_SHARE[label]} for label in synthetic}}
     used, licences = set(), {(s.package, s.path): s.licence for s in sources}

@@ -1,4 +1,5 @@
-"""Numpy soundscape mixer: a background plus 1–4 labelled events, with augmentation.
+"""Numpy soundscape mixer: a background plus 1–4 labelled events, with augmentation; optionally
+unlabelled distractor events (sounds of none of the labels) on top.
 
 All audio is float32 mono at 16 kHz. Event boundaries in the reference are where the
 (silence-trimmed) event audio starts and ends in the mix, to the sample.
@@ -53,6 +54,9 @@ class MixSettings:
     p_reverb: float = 0.3
     p_speed: float = 0.5
     p_no_background: float = 0.1
+    p_distractors: float = 0.0
+    """Chance that a clip gets ``distractor_events`` unlabelled distractor events (0: never)."""
+    distractor_events: tuple = (1, 2)
 
 
 @dataclass
@@ -166,10 +170,35 @@ def event_audio(label: str, pool: Pool, rng: np.random.Generator, max_s: float) 
     return y[: int(max_s * SR)], used
 
 
+def add_distractors(out: Mix, distractors: Pool, bg_level: float, rng: np.random.Generator,
+                    settings: MixSettings) -> None:
+    """With chance ``settings.p_distractors``, add ``settings.distractor_events`` recordings of
+    ``distractors`` (sounds of none of the labels: no reference rows) to ``out.audio`` at uniform
+    onsets and an event-to-background ratio from ``settings.ebr_db``, each at most 8 s, ±8 %
+    speed with chance ``p_speed``; recorded in ``out.used`` as label ``distractor``. ``rng`` is
+    the distractors' own stream, so the labelled content of the clip is the same with or
+    without them."""
+    if not distractors.clips or rng.random() >= settings.p_distractors:
+        return
+    n = len(out.audio)
+    for _ in range(int(rng.integers(settings.distractor_events[0], settings.distractor_events[1] + 1))):
+        y, sid = pick(distractors, rng)
+        if rng.random() < settings.p_speed:
+            y = speed(y, float(rng.uniform(0.92, 1.08)))
+        onset = int(rng.uniform(0, max(n / SR - 0.5, 0.0)) * SR)
+        y = y[: min(8 * SR, n - onset)]
+        if not len(y) or np.abs(y).max() <= 0:
+            continue
+        out.audio[onset:onset + len(y)] += scale_to_ebr(y, bg_level, float(rng.uniform(*settings.ebr_db)))
+        out.used.append(("distractor", *sid))
+
+
 def mix(pools: dict[str, Pool], backgrounds: Pool, rng: np.random.Generator,
-        settings: MixSettings = MixSettings(), labels: list[str] | None = None) -> Mix:
+        settings: MixSettings = MixSettings(), labels: list[str] | None = None,
+        distractors: Pool | None = None, distractor_rng: np.random.Generator | None = None) -> Mix:
     """One soundscape. ``pools``: label → Pool; events pick labels uniformly from ``labels``
-    (default: every label with a non-empty pool)."""
+    (default: every label with a non-empty pool). ``distractors`` with ``distractor_rng``: see
+    :func:`add_distractors` (added before the reverberation and the final level)."""
     labels = labels or sorted(k for k, p in pools.items() if p.clips)
     n = int(rng.uniform(*settings.clip_s) * SR)
     out = Mix(np.zeros(n, np.float32))
@@ -200,6 +229,8 @@ def mix(pools: dict[str, Pool], backgrounds: Pool, rng: np.random.Generator,
         out.events.append((onset / SR, (onset + len(y)) / SR, label))
         out.event_sources.append(list(used))
         out.used.extend((label, *sid) for sid in used)
+    if distractors is not None and distractor_rng is not None:
+        add_distractors(out, distractors, bg_level, distractor_rng, settings)
     if rng.random() < settings.p_reverb:
         out.audio = reverb(out.audio, float(rng.uniform(0.2, 0.9)), float(rng.uniform(0.2, 0.7)), rng)
     out.audio *= np.float32(10 ** (rng.uniform(*settings.mix_dbfs) / 20) / rms(out.audio))

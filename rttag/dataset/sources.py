@@ -69,6 +69,12 @@ def default_validation_sources_tsv() -> Path:
     return Path(__file__).resolve().parent / "validation_sources.tsv"
 
 
+def default_distractor_sources_tsv() -> Path:
+    """rttag's list of unlabelled training distractors (``rttag/dataset/distractor_sources.tsv``:
+    game and interface sounds of none of the labels, for ``rttag data build --distractors``)."""
+    return Path(__file__).resolve().parent / "distractor_sources.tsv"
+
+
 def read_sources(tsv: Path) -> list[Source]:
     if not tsv.is_file():
         raise SourceError(f"source list not found: {tsv} (pass --sources)")

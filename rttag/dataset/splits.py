@@ -19,6 +19,9 @@ import numpy as np
 from .sources import Source, SourceError
 
 SPLITS = ("train", "validation", "test")
+DISTRACTOR = "distractor"
+"""The label of the distractor list's rows: sounds of none of the labels, mixed into training clips
+without reference rows (``rttag data build --distractors``)."""
 
 VALIDATION_PACKAGES = {
     "speech": {"redeclipse-data"},
@@ -85,6 +88,21 @@ def check_validation(rows: list[Source], others: list[Source], labels: set[str])
             "package is used by the other source lists" if s.package in used else None)
         if why:
             raise SourceError(f"validation source {s.package}:{s.path}: {why}")
+
+
+def check_distractors(rows: list[Source], others: list[Source]) -> None:
+    """The distractor list may only add unlabelled sounds to the train split: every row is
+    ``train``, labelled ``distractor``, has a licence, is no file of another list (any label) and
+    comes from no package that feeds the test split — so validation and test stay exactly what the
+    other lists make them, and the leak screen holds held-out recordings against these too."""
+    test_packages = {s.package for s in others if s.split == "test"}
+    known = {(s.package, s.path) for s in others}
+    for s in rows:
+        why = _row_problem(s, "train", {DISTRACTOR}) or (
+            "package feeds the test split" if s.package in test_packages else
+            "already in another source list" if (s.package, s.path) in known else None)
+        if why:
+            raise SourceError(f"distractor source {s.package}:{s.path}: {why}")
 
 
 def validation_halves(sources: list[Source], max_draws: int = 1000) -> dict[str, str]:
