@@ -496,7 +496,8 @@ def test_distractors_add_unlabelled_sound_and_leave_the_labelled_events_as_they_
 def test_bundled_distractors_only_add_unlabelled_training_sound():
     from rttag.dataset.sources import (default_distractor_sources_tsv, default_extra_sources_tsv,
                                        default_sources_tsv, default_validation_sources_tsv, read_sources)
-    from rttag.dataset.splits import DISTRACTOR, check_distractors
+    from rttag.dataset.mixer import DISTRACTOR
+    from rttag.dataset.splits import check_distractors
     others = (read_sources(default_sources_tsv()) + read_sources(default_extra_sources_tsv())
               + read_sources(default_validation_sources_tsv()))
     distractors = read_sources(default_distractor_sources_tsv())

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -29,12 +30,12 @@ import numpy as np
 from ..cli import db_range
 from ..errors import RttagError
 from ..workers import die_with_parent
-from .mixer import SR, MixSettings, Pool, mix
+from .mixer import DISTRACTOR, SR, MixSettings, Pool, mix
 from .. import LABELS
 from .sources import (Source, copyright_stanza, credited_licence, default_distractor_sources_tsv,
                       default_extra_sources_tsv, default_sources_tsv, default_validation_sources_tsv,
                       fetch_and_unpack, holders_text, load_decoded, read_sources)
-from .splits import DISTRACTOR, SPLITS, assign, check_distractors, check_extra, check_validation, keep_validation_half
+from .splits import SPLITS, assign, check_distractors, check_extra, check_validation, keep_validation_half
 from . import leaks, synth
 
 SPLIT_SEED = {"train": 0, "validation": 1, "test": 2}
@@ -206,9 +207,9 @@ def run(args: argparse.Namespace) -> int:
     settings = {split: MixSettings() for split in SPLITS}
     if not 0.0 <= args.distractors <= 1.0:
         raise RttagError(f"data build: --distractors {args.distractors:g}: a chance, 0 to 1")
-    if args.train_ebr_db is not None or args.distractors:
-        settings["train"] = MixSettings(ebr_db=db_range("--train-ebr-db", args.train_ebr_db) if args.train_ebr_db
-                                        else MixSettings().ebr_db, p_distractors=args.distractors)
+    settings["train"] = MixSettings(p_distractors=args.distractors)
+    if args.train_ebr_db is not None:
+        settings["train"] = replace(settings["train"], ebr_db=db_range("--train-ebr-db", args.train_ebr_db))
     sources = read_sources(Path(args.sources) if args.sources else default_sources_tsv())
     extra = []
     if args.extra_sources != "none":

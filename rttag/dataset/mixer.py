@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SR = 16000
+DISTRACTOR = "distractor"
+"""The label under which a clip's ``used`` list records its distractors (sounds of none of the
+labels, mixed in without reference rows; ``rttag data build --distractors``); also the label of
+the distractor list's rows."""
 
 
 @dataclass
@@ -175,7 +179,7 @@ def add_distractors(out: Mix, distractors: Pool, bg_level: float, rng: np.random
     """With chance ``settings.p_distractors``, add ``settings.distractor_events`` recordings of
     ``distractors`` (sounds of none of the labels: no reference rows) to ``out.audio`` at uniform
     onsets and an event-to-background ratio from ``settings.ebr_db``, each at most 8 s, ±8 %
-    speed with chance ``p_speed``; recorded in ``out.used`` as label ``distractor``. ``rng`` is
+    speed with chance ``p_speed``; recorded in ``out.used`` as label :data:`DISTRACTOR`. ``rng`` is
     the distractors' own stream, so the labelled content of the clip is the same with or
     without them."""
     if not distractors.clips or rng.random() >= settings.p_distractors:
@@ -190,7 +194,7 @@ def add_distractors(out: Mix, distractors: Pool, bg_level: float, rng: np.random
         if not len(y) or np.abs(y).max() <= 0:
             continue
         out.audio[onset:onset + len(y)] += scale_to_ebr(y, bg_level, float(rng.uniform(*settings.ebr_db)))
-        out.used.append(("distractor", *sid))
+        out.used.append((DISTRACTOR, *sid))
 
 
 def mix(pools: dict[str, Pool], backgrounds: Pool, rng: np.random.Generator,

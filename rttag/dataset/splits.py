@@ -16,12 +16,10 @@ from collections import defaultdict
 
 import numpy as np
 
+from .mixer import DISTRACTOR
 from .sources import Source, SourceError
 
 SPLITS = ("train", "validation", "test")
-DISTRACTOR = "distractor"
-"""The label of the distractor list's rows: sounds of none of the labels, mixed into training clips
-without reference rows (``rttag data build --distractors``)."""
 
 VALIDATION_PACKAGES = {
     "speech": {"redeclipse-data"},
