@@ -60,19 +60,26 @@ def _row_problem(s: Source, split: str, labels: set[str]) -> str | None:
             "no licence" if not s.licence.strip() else None)
 
 
+def _check_train_only(rows: list[Source], others: list[Source], labels: set[str], kind: str, others_are: str) -> None:
+    """Refuses (``SourceError``, naming the ``kind`` of list) the first row that is not ``train``,
+    has no licence or a label outside ``labels``, comes from a package that feeds the test split
+    (any label) or the validation split of its label, or repeats a file of ``others``."""
+    test_packages = {s.package for s in others if s.split == "test"}
+    known = {(s.package, s.path) for s in others}
+    for s in rows:
+        why = _row_problem(s, "train", labels) or (
+            "package feeds the test split" if s.package in test_packages else
+            "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
+            else f"already in {others_are}" if (s.package, s.path) in known else None)
+        if why:
+            raise SourceError(f"{kind} source {s.package}:{s.path}: {why}")
+
+
 def check_extra(extra: list[Source], vetted: list[Source], labels: set[str]) -> None:
     """The extra list may only widen the train split: every row is ``train``, has a licence and
     a known label, and its package feeds neither the test split (any label) nor the validation
     split of its label — so validation and test stay exactly what the vetted list makes them."""
-    test_packages = {s.package for s in vetted if s.split == "test"}
-    known = {(s.package, s.path) for s in vetted}
-    for s in extra:
-        why = _row_problem(s, "train", labels) or (
-            "package feeds the test split" if s.package in test_packages else
-            "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
-            else "already in the vetted list" if (s.package, s.path) in known else None)
-        if why:
-            raise SourceError(f"extra source {s.package}:{s.path}: {why}")
+    _check_train_only(extra, vetted, labels, "extra", "the vetted list")
 
 
 def check_validation(rows: list[Source], others: list[Source], labels: set[str]) -> None:
@@ -93,14 +100,7 @@ def check_distractors(rows: list[Source], others: list[Source]) -> None:
     ``train``, labelled ``distractor``, has a licence, is no file of another list (any label) and
     comes from no package that feeds the test split — so validation and test stay exactly what the
     other lists make them, and the leak screen holds held-out recordings against these too."""
-    test_packages = {s.package for s in others if s.split == "test"}
-    known = {(s.package, s.path) for s in others}
-    for s in rows:
-        why = _row_problem(s, "train", {DISTRACTOR}) or (
-            "package feeds the test split" if s.package in test_packages else
-            "already in another source list" if (s.package, s.path) in known else None)
-        if why:
-            raise SourceError(f"distractor source {s.package}:{s.path}: {why}")
+    _check_train_only(rows, others, {DISTRACTOR}, "distractor", "another source list")
 
 
 def validation_halves(sources: list[Source], max_draws: int = 1000) -> dict[str, str]:
