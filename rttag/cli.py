@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, help_ in (("build", "rttag.dataset.build", "fetch sources and mix the dataset"),
                                 ("demo", "rttag.dataset.demo", "make the bundled demo clip"),
                                 ("degrade", "rttag.dataset.degrade",
-                                 "copy a split with every file heard through a fixed room or microphone condition")):
+                                 "copy a split with every file heard through a fixed room or microphone condition"),
+                                ("others", "rttag.dataset.others",
+                                 "write recordings of none of the labels, played one by one, to count false events on")):
         d = dsub.add_parser(name, help=help_, add_help=False)
         d.set_defaults(module=module, deferred=True)
     return parser

@@ -51,6 +51,9 @@ over the same files as a peer for ``speech``. Every system is scored the same wa
   ``on`` rate as a multiple of the first's (the jitter target compares a baseline with the
   crnn this way).
 
+On a ``rttag data others`` set (a folder with ``others.json``: recordings of none of the labels,
+played one by one) every ``on`` is false, and :mod:`rttag.false_alarms` scores it instead.
+
 Same-label reference events that overlap or touch are merged first (an event roll cannot
 show two overlapping dogs, and PSDS refuses them).
 """
@@ -70,6 +73,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from . import false_alarms
 from .errors import RttagError
 from .events import OffEvent, OnEvent
 from .frontend import FrontendParams
@@ -1145,6 +1149,9 @@ def run(args) -> int:
     if repeated:
         raise EvalError(f"--models names {repeated[0]} more than once")
     models = [OnnxModel(p, providers=args.providers, threads=args.threads) for p in paths]
+    shown = system_names([m.info.name for m in models], paths)
+    if false_alarms.is_others_set(args.data):
+        return false_alarms.run(args, models, shown)
     split = load_split(args.data, args.split, labels=models[0].info.labels if models else None)
     log.info("%s: %d files, %.1f min, %d reference events", split.name, len(split.paths), split.minutes,
              sum(len(v) for v in split.reference.values()))
@@ -1153,7 +1160,7 @@ def run(args) -> int:
         raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
     systems, walls, rolls = {}, {}, []
     levels = None  # each reference event's start level, from the first model's log-mel frames
-    for model, name in zip(models, system_names([m.info.name for m in models], paths)):
+    for model, name in zip(models, shown):
         info = model.info
         timing = FrameTiming.of_frontend(info.frontend)
         t0 = time.perf_counter()

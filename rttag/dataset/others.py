@@ -1,0 +1,176 @@
+"""``rttag data others``: recordings of none of the labels, played one by one, to count false events.
+
+The test split holds only the ten labels' sounds over ambience, so it cannot say how often a
+model names a sound it was never meant to name — a keyboard, a cough, a cat, a game's laser.
+A user's room has many. This command writes a set of such sounds, each played alone, for
+``rttag eval --data OUT``, which counts every ``on`` there as false (rttag.false_alarms).
+
+The recordings (``rttag/dataset/other_sources.tsv``, label ``other``, split ``test``) were
+picked by file name, not by ear: clicks, paint and eraser tools, whooshes, swords and knives,
+domino falls, pickups, lasers, rope and reload sounds, coughs, sneezes, a cat. Sounds a label
+could claim (voices, music, bells, beeps, footsteps, animals that bark or sing, splashes,
+crashes, engines) were left out. Every row comes from a package that no training or validation
+row of any list uses (:func:`check_others`), so no model saw those packages in training or
+tuning.
+
+Output (``--out``)::
+
+    audio/others/others_N.wav   16 kHz mono PCM16; each holds every recording once, in an order of
+                                its own, one every 2-4 s (``GAP_S``) after 1 s of lead-in, over pink
+                                noise ``--noise-db`` below the sounds' level
+    metadata/others.tsv         the DCASE reference: each file with no events
+    others.json                 the settings, and per file each sound's onset and offset (s) and
+                                recording (package, path, licence)
+    ATTRIBUTION.md              every recording used, with its licence and copyright holders
+
+Each recording is trimmed as ``rttag data build`` trims (rttag.dataset.sources.decode), cut to
+``MAX_S`` and scaled to ``--level-dbfs`` RMS over its active part (samples above 5 % of its
+peak), so a quiet click and a loud whoosh are heard alike. The same ``--seed`` gives the same
+files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RttagError
+from .build import _progress, decode_all, write_attribution
+from .degrade import pink_noise
+from .mixer import SR, rms
+from .sources import Source, default_sources_tsv, fetch_and_unpack, read_sources
+from .sources import default_distractor_sources_tsv, default_extra_sources_tsv, default_validation_sources_tsv
+
+OTHER = "other"
+"""The label of every row of ``other_sources.tsv``."""
+SPLIT = "others"
+"""The split name ``rttag eval`` reads: ``audio/others/`` and ``metadata/others.tsv``."""
+SETTINGS_FILE = "others.json"
+MAX_S = 4.0
+"""Longest part of a recording played (s)."""
+GAP_S = (2.0, 4.0)
+"""Range of the silence between one sound's end and the next one's start (s)."""
+LEAD_S = 1.0
+"""Noise before the first sound and after the last (s)."""
+ACTIVE_SHARE = 0.05
+"""A sample is part of a recording's active part when above this share of its peak."""
+
+
+def default_other_sources_tsv() -> Path:
+    """rttag's list of recordings of none of the labels (``rttag/dataset/other_sources.tsv``)."""
+    return Path(__file__).resolve().parent / "other_sources.tsv"
+
+
+def check_others(rows: list[Source], lists: list[Source]) -> None:
+    """Refuse (one error) a row that is not labelled ``other``, is not split ``test``, has no
+    licence, repeats a file of ``lists`` or of an earlier row, or comes from a package that a
+    train or validation row of ``lists`` (the vetted list and rttag's own) uses."""
+    trained = {s.package for s in lists if s.split != "test"}
+    seen = {(s.package, s.path) for s in lists}
+    for s in rows:
+        problem = (f"label is not {OTHER!r}" if s.label != OTHER else
+                   "split is not test" if s.split != "test" else
+                   "no licence" if not s.licence.strip() else
+                   "package has training or validation rows" if s.package in trained else
+                   "file repeats a listed one" if (s.package, s.path) in seen else None)
+        if problem:
+            raise RttagError(f"other sources: {s.package}:{s.path}: {problem}")
+        seen.add((s.package, s.path))
+
+
+def listed_sources() -> list[Source]:
+    """Every row of the vetted list and of rttag's own lists (what ``check_others`` compares with)."""
+    return [s for tsv in (default_sources_tsv(), default_extra_sources_tsv(), default_validation_sources_tsv(),
+                          default_distractor_sources_tsv()) for s in read_sources(tsv)]
+
+
+def level(x: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """``x`` (float32 ``[n]``) cut to ``MAX_S`` and scaled so that its active part has RMS
+    ``level_dbfs`` (dB re full scale)."""
+    x = np.asarray(x[: int(MAX_S * SR)], dtype=np.float32)
+    active = x[np.abs(x) > ACTIVE_SHARE * np.abs(x).max()]
+    return (x * np.float32(10 ** (level_dbfs / 20) / rms(active))).astype(np.float32)
+
+
+def play(clips: list[np.ndarray], rng: np.random.Generator, level_dbfs: float,
+         noise_db: float) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
+    """Every clip of ``clips`` (float32 ``[n_i]``, already levelled) once, in a random order,
+    ``GAP_S`` apart after ``LEAD_S`` of lead-in, over pink noise ``noise_db`` below
+    ``level_dbfs``. Returns float32 ``[n]`` (peak at most 0.99) and, in time order, each
+    sound's ``(onset s, offset s, index into clips)``."""
+    t, placed = LEAD_S, []
+    for i in rng.permutation(len(clips)):
+        placed.append((t, t + len(clips[i]) / SR, int(i)))
+        t += len(clips[i]) / SR + rng.uniform(*GAP_S)
+    y = pink_noise(int(round((placed[-1][1] + LEAD_S) * SR)), rng) * np.float32(10 ** ((level_dbfs - noise_db) / 20))
+    for onset, _, i in placed:
+        at = int(round(onset * SR))
+        y[at:at + len(clips[i])] += clips[i]
+    peak = float(np.abs(y).max())
+    if peak > 0.99:
+        y *= np.float32(0.99 / peak)
+    return y.astype(np.float32), placed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Write a set of recordings of none of the labels, each played alone, for "
+                          "'rttag eval --data OUT' to count false events on.")
+    parser.add_argument("--out", required=True, help="output folder (must not hold audio/others yet)")
+    parser.add_argument("--files", type=int, default=3, help="files to write; each plays every recording once")
+    parser.add_argument("--level-dbfs", type=float, default=-26.0, help="RMS of each sound's active part, dBFS")
+    parser.add_argument("--noise-db", type=float, default=50.0, help="pink noise this far below the sounds, dB")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", help="list of recordings (default: rttag/dataset/other_sources.tsv)")
+    parser.add_argument("--cache", default="~/.cache/rttag", help="package and decode cache (shared with data build)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    if args.files < 1 or not -60.0 <= args.level_dbfs <= -3.0 or args.noise_db < 0:
+        raise RttagError("data others: --files must be at least 1, --level-dbfs between -60 and -3, "
+                         "--noise-db not negative")
+    out, cache = Path(args.out), Path(args.cache).expanduser()
+    audio_dir = out / "audio" / SPLIT
+    if audio_dir.exists() and any(audio_dir.iterdir()):
+        raise RttagError(f"data others: {audio_dir} is not empty")
+    rows = read_sources(Path(args.sources) if args.sources else default_other_sources_tsv())
+    if not rows:
+        raise RttagError("data others: the source list has no rows")
+    check_others(rows, listed_sources())
+    progress = _progress()
+    fetch_and_unpack(sorted({s.package for s in rows}), cache, progress)
+    audio, problems = decode_all(rows, cache, args.workers, progress)
+    for p in problems:
+        print(f"rttag data others: skipped {p}", file=sys.stderr)
+    used = [s for s in rows if s.key in audio]
+    if not used:
+        raise RttagError("data others: no recording could be decoded")
+    clips = [level(audio[s.key], args.level_dbfs) for s in used]
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    (out / "metadata").mkdir(exist_ok=True)
+    files = {}
+    for k in range(args.files):
+        y, placed = play(clips, np.random.default_rng((args.seed, k)), args.level_dbfs, args.noise_db)
+        name = f"others_{k}.wav"
+        sf.write(str(audio_dir / name), y, SR, subtype="PCM_16")
+        files[name] = [{"onset": round(a, 3), "offset": round(b, 3), "package": used[i].package,
+                        "path": used[i].path, "licence": used[i].licence} for a, b, i in placed]
+    with open(out / "metadata" / f"{SPLIT}.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["filename", "onset", "offset", "event_label"])
+        w.writerows([name, "", "", ""] for name in files)
+    settings = {"seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db, "max_s": MAX_S,
+                "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "files": files}
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    write_attribution(out, {(s.package, s.path) for s in used}, {(s.package, s.path): s.licence for s in used}, cache)
+    minutes = sum(sf.info(str(audio_dir / n)).duration for n in files) / 60
+    print(f"rttag data others: {len(used)} recordings, {len(files)} files, {minutes:.1f} min → {audio_dir}",
+          file=sys.stderr)
+    return 0

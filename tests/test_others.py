@@ -1,0 +1,169 @@
+"""``rttag data others`` and ``rttag eval`` on its set: the list's rules, where and how loud each
+sound is played, and that every ``on`` the streaming path emits there is counted, on its sound."""
+
+import csv
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import parse_events, run_rttag
+from rttag.dataset.mixer import SR, rms
+from rttag.dataset.others import (ACTIVE_SHARE, GAP_S, LEAD_S, MAX_S, OTHER, check_others,
+                                  default_other_sources_tsv, level, listed_sources, play)
+from rttag.dataset.sources import Source, read_sources
+from rttag.errors import RttagError
+from rttag.evaluate import Detection
+from rttag.false_alarms import Played, add_intervals, attribute, score
+
+PKG = "rttag-test-sounds"
+
+
+def db(x: float) -> float:
+    return 20 * np.log10(x)
+
+
+def test_the_bundled_list_holds_only_unlabelled_sounds_from_packages_never_trained_or_tuned_on():
+    rows = read_sources(default_other_sources_tsv())
+    listed = listed_sources()
+    check_others(rows, listed)  # raises on any bad row
+    assert len(rows) >= 100 and {r.label for r in rows} == {OTHER} and {r.split for r in rows} == {"test"}
+    trained = {s.package for s in listed if s.split != "test"}
+    assert trained and not {r.package for r in rows} & trained
+    assert len({(r.package, r.path) for r in rows}) == len(rows)
+
+
+def row(**kw) -> Source:
+    base = dict(package="alienblaster-data", path="usr/share/a.wav", label=OTHER, split="test", licence="GPL-2+",
+                duration_s=1.0)
+    return Source(**{**base, **kw})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(label="dog"), "label is not 'other'"),
+    (dict(split="train"), "split is not test"),
+    (dict(licence=" "), "no licence"),
+    (dict(package="trained-pkg"), "package has training or validation rows"),
+    (dict(package="tuned-pkg"), "package has training or validation rows"),
+    (dict(path="usr/share/listed.wav"), "file repeats a listed one"),
+])
+def test_check_others_refuses_each_kind_of_bad_row(bad, message):
+    lists = [row(package="trained-pkg", label="dog", split="train"),
+             row(package="tuned-pkg", label="bird", split="validation"),
+             row(path="usr/share/listed.wav", label="door")]  # a test row: its package is allowed
+    check_others([row()], lists)
+    with pytest.raises(RttagError, match=message):
+        check_others([row(**bad)], lists)
+    with pytest.raises(RttagError, match="file repeats a listed one"):
+        check_others([row(), row()], lists)
+
+
+def test_level_sets_the_active_part_and_cuts_long_recordings():
+    t = np.arange(int(6 * SR)) / SR
+    x = np.where(t < 1.0, 0.3, 0.001 * ACTIVE_SHARE) * np.sin(2 * np.pi * 500 * t)  # loud second, then near silence
+    y = level(x.astype(np.float32), -26.0)
+    assert len(y) == int(MAX_S * SR) and y.dtype == np.float32
+    active = y[np.abs(y) > ACTIVE_SHARE * np.abs(y).max()]
+    assert len(active) < SR and db(rms(active)) == pytest.approx(-26.0, abs=0.01)  # the quiet tail is left out
+
+
+def test_play_places_every_clip_once_apart_at_its_level_over_the_asked_noise():
+    clips = [level(np.sin(2 * np.pi * f * np.arange(int(s * SR)) / SR).astype(np.float32), -26.0)
+             for f, s in ((300, 0.5), (900, 1.2), (2000, 0.2), (4000, 2.0))]
+    y, placed = play(clips, np.random.default_rng(3), -26.0, 40.0)
+    again, placed_again = play(clips, np.random.default_rng(3), -26.0, 40.0)
+    assert np.array_equal(y, again) and placed == placed_again
+    assert sorted(i for _, _, i in placed) == [0, 1, 2, 3]
+    assert placed[0][0] == LEAD_S and len(y) == int(round((placed[-1][1] + LEAD_S) * SR))
+    for (_, end, _), (start, _, _) in zip(placed, placed[1:]):
+        assert GAP_S[0] <= start - end <= GAP_S[1]
+    for onset, offset, i in placed:
+        assert offset - onset == pytest.approx(len(clips[i]) / SR)
+        part = y[int(round(onset * SR)): int(round(offset * SR))]
+        assert db(rms(part)) == pytest.approx(db(rms(clips[i])), abs=0.05)
+    gap = y[int(round((placed[0][1] + 0.1) * SR)): int(round((placed[1][0] - 0.1) * SR))]
+    assert db(rms(gap)) == pytest.approx(-66.0, abs=1.5)
+
+
+def test_ons_are_counted_on_the_sound_they_fall_on_or_between():
+    played = [Played(1.0, 1.5, "p:a"), Played(4.0, 6.0, "p:b"), Played(9.0, 9.2, "p:a")]
+    counts, between = attribute([0.6, 1.9, 2.1, 3.6, 5.0, 5.1, 9.6, 7.5], played)
+    assert counts.tolist() == [2, 3, 1] and between == 2
+    dets = {"f": [Detection("dog", t, t + 0.5, t + 0.2) for t in (0.6, 1.9, 2.1, 3.6, 5.0, 5.1, 9.6, 7.5)]}
+    s = score(dets, {"f": played}, minutes=0.5)
+    assert s["ons"] == 8 and s["on_per_min"] == 16.0 and s["between_per_min"] == 4.0
+    assert s["on_per_sound"] == pytest.approx(6 / 3) and s["sounds_named"] == 1.0
+    assert s["on_s_per_min"] == pytest.approx(8.0) and s["per_class"] == {"dog": 8}
+    assert s["by_recording"] == {"p:a": [3, 2], "p:b": [3, 1]}
+    quiet = score({"f": dets["f"][-1:]}, {"f": played}, minutes=0.5)
+    systems = {"a/tuned": {"scores": s}, "b/tuned": {"scores": quiet}}
+    add_intervals(systems, rounds=200)
+    lo, hi = s["on_per_sound_ci"]
+    assert lo <= s["on_per_sound"] <= hi
+    assert quiet["ratio_to_first"] == 0.0 and quiet["ratio_to_first_ci"] == [0.0, 0.0]
+
+
+def write_sounds(tmp_path):
+    """A package cache with three short recordings (a tone, a chirp, a noise burst) and a source list of them."""
+    root = tmp_path / "cache" / "pkgs" / PKG / "usr" / "share" / "sounds"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.8 * SR)) / SR
+    sounds = {"tone.wav": 0.5 * np.sin(2 * np.pi * 700 * t), "chirp.wav": 0.5 * np.sin(2 * np.pi * (300 + 2000 * t) * t),
+              "burst.wav": 0.3 * rng.standard_normal(int(0.3 * SR))}
+    tsv = tmp_path / "others.tsv"
+    with open(tsv, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["package", "path", "label", "split", "licence", "duration_s", "sample_rate"])
+        for name, x in sounds.items():
+            sf.write(root / name, x.astype(np.float32), SR)
+            w.writerow([PKG, f"usr/share/sounds/{name}", OTHER, "test", "CC0-1.0", f"{len(x) / SR:.2f}", SR])
+    return tsv
+
+
+def test_eval_counts_every_on_that_rttag_tag_emits_on_the_set(tmp_path, model_path):
+    tsv, out = write_sounds(tmp_path), tmp_path / "set"
+    proc = run_rttag("data", "others", "--out", str(out), "--sources", str(tsv), "--cache", str(tmp_path / "cache"),
+                     "--files", "2", "--level-dbfs", "-12")
+    assert proc.returncode == 0, proc.stderr.decode()
+    settings = json.loads((out / "others.json").read_text())
+    assert sorted(settings["files"]) == ["others_0.wav", "others_1.wav"] and settings["recordings"] == 3
+    assert {s["path"].rsplit("/", 1)[1] for s in settings["files"]["others_0.wav"]} == {"tone.wav", "chirp.wav",
+                                                                                         "burst.wav"}
+    assert (out / "metadata" / "others.tsv").read_text().splitlines()[1:] == ["others_0.wav\t\t\t",
+                                                                              "others_1.wav\t\t\t"]
+    assert f"## {PKG}" in (out / "ATTRIBUTION.md").read_text()
+    result = tmp_path / "eval.json"
+    proc = run_rttag("eval", "--data", str(out), "--models", str(model_path), "--bootstrap", "100",
+                     "--json", str(result))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "sounds of none of the labels: 6 played (3 recordings)" in proc.stdout.decode()
+    figures = json.loads(result.read_text())
+    tuned = figures["systems"]["test-gru/tuned"]["scores"]
+    tagged = Counter()
+    for name in settings["files"]:
+        proc = run_rttag("tag", "--model", str(model_path), str(out / "audio" / "others" / name))
+        assert proc.returncode == 0, proc.stderr.decode()
+        tagged.update(e["label"] for e in parse_events(proc.stdout) if e["type"] == "on")
+    assert sum(tagged.values()) > 0 and tuned["per_class"] == dict(tagged)
+    assert tuned["ons"] == sum(tagged.values())
+    raw = figures["systems"]["test-gru/raw"]["scores"]
+    assert raw["ons"] >= tuned["ons"] and raw["on_per_sound_ci"][0] <= raw["on_per_sound"] <= raw["on_per_sound_ci"][1]
+
+
+def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path):
+    tsv = write_sounds(tmp_path)
+    cache = str(tmp_path / "cache")
+    proc = run_rttag("data", "others", "--out", str(tmp_path / "o1"), "--sources", str(tsv), "--cache", cache,
+                     "--files", "0")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1 and "--files must be at least 1" in err[0], err
+    assert not (tmp_path / "o1").exists()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(tsv.read_text().replace(f"{PKG}\t", "0ad-data\t", 1))  # a training package
+    proc = run_rttag("data", "others", "--out", str(tmp_path / "o2"), "--sources", str(bad), "--cache", cache)
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1 and "0ad-data" in err[0] and "training or validation" in err[0], err
+    assert not (tmp_path / "o2").exists()
