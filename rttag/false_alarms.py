@@ -14,6 +14,8 @@ frame probabilities are re-smoothed with raw thresholding, as on a labelled spli
 * ``between_per_min``: ``on`` events on the noise between sounds, per minute;
 * ``on_s_per_min``: seconds of false events (summed over classes) per minute of audio;
 * ``per_class``: ``on`` events by label, most first.
+
+silero-vad runs over the same files as the peer for ``speech`` (``--no-silero`` leaves it out).
 """
 
 from __future__ import annotations
@@ -152,6 +154,25 @@ def format_table(systems: dict, minutes: float, sounds: int, recordings: int) ->
     return "\n".join(lines)
 
 
+def silero_systems(split, played: dict, threads: int) -> dict:
+    """silero-vad (the ``speech`` peer of rttag.evaluate) over the set, with its usual streaming
+    thresholds and raw at 0.5: every speech ``on`` is false."""
+    from . import silero_peer
+    from .evaluate import FrameTiming, run_silero, smooth
+    from .smoother import SmootherParams
+
+    chunk_s = silero_peer.CHUNK / silero_peer.SAMPLE_RATE
+    timing = FrameTiming(hop_s=chunk_s, centre0_s=0.0, ready0_s=chunk_s)  # as rttag.evaluate places its chunks
+    probs = run_silero(split, threads=threads)
+    out = {}
+    for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", SmootherParams.raw((0.5,)))):
+        dets = {n: smooth(p, ("speech",), params, timing, split.durations[n]) for n, p in probs.items()}
+        out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind,
+                                     "model": f"silero-vad {silero_peer.version()}",
+                                     "scores": score(dets, played, split.minutes)}
+    return out
+
+
 def run(args, models: list, names: Sequence[str]) -> int:
     """``rttag eval --data OTHERS``: every model in ``models`` (rttag.runtime.OnnxModel, shown as
     ``names``) over the set, tuned and raw; the table on stdout, every figure in ``--json``."""
@@ -164,9 +185,9 @@ def run(args, models: list, names: Sequence[str]) -> int:
                     args.data, SPLIT, args.split)
     unused = [flag for flag, value in (("--plots", args.plots), ("--roll-file", args.roll_file),
                                        ("--per-recording", args.per_recording)) if value]
-    if unused or not args.no_silero:
-        log.info("on a set of sounds of none of the labels there are no event rolls, per-class F1 or "
-                 "per-recording hits, and silero-vad is not run%s", f" ({', '.join(unused)} ignored)" if unused else "")
+    if unused:
+        log.warning("on a set of sounds of none of the labels there are no event rolls, per-class F1 or "
+                    "per-recording hits: %s ignored", ", ".join(unused))
     split = load_split(args.data, SPLIT, labels=models[0].info.labels if models else None)
     played = read_played(args.data, list(split.paths))
     systems = {}
@@ -179,8 +200,11 @@ def run(args, models: list, names: Sequence[str]) -> int:
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "scores": score(dets, played, split.minutes)}
             log.info("%s/%s: %.1f on/min", name, kind, systems[f"{name}/{kind}"]["scores"]["on_per_min"])
-    # the tuned systems first, paired against the first model's tuned smoother; raw against its raw
-    for kind in ("tuned", "raw"):
+    if not args.no_silero:
+        systems.update(silero_systems(split, played, args.threads))
+    # each kind of smoother paired against the first system with it: tuned against the first model's tuned
+    # smoother, raw against its raw; silero-vad's own streaming smoother alone
+    for kind in dict.fromkeys(s["smoother"] for s in systems.values()):
         add_intervals({k: v for k, v in systems.items() if v["smoother"] == kind}, args.bootstrap)
     sounds = sum(len(p) for p in played.values())
     n_recordings = len({p.recording for ps in played.values() for p in ps})

@@ -149,6 +149,8 @@ def test_eval_counts_every_on_that_rttag_tag_emits_on_the_set(tmp_path, model_pa
         tagged.update(e["label"] for e in parse_events(proc.stdout) if e["type"] == "on")
     assert sum(tagged.values()) > 0 and tuned["per_class"] == dict(tagged)
     assert tuned["ons"] == sum(tagged.values())
+    assert set(figures["systems"]) == {"test-gru/tuned", "test-gru/raw", "silero-vad/streaming", "silero-vad/raw"}
+    assert set(figures["systems"]["silero-vad/raw"]["scores"]["per_class"]) <= {"speech"}
     raw = figures["systems"]["test-gru/raw"]["scores"]
     assert raw["ons"] >= tuned["ons"] and raw["on_per_sound_ci"][0] <= raw["on_per_sound"] <= raw["on_per_sound_ci"][1]
 
