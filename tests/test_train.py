@@ -37,6 +37,24 @@ def test_loss_weight_adds_onsets_tails_and_other_classes_frames():
     assert loss_weight(y, onsets, tails, 2, 0, 0).tolist() == [[[3, 1, 1], [1, 1, 1], [1, 1, 1]]]
 
 
+def test_focal_loss_is_the_plain_loss_at_0_and_weighs_hard_frames_more():
+    import torch
+    import torch.nn.functional as F
+    from rttag.train.train import frame_loss
+
+    y = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # [B=1, T=2, C=2]
+    logits = torch.tensor([[[4.0, -4.0], [-1.0, 1.0]]])  # frame 0 right and sure, frame 1 wrong
+    w, pw = torch.tensor([[[3.0, 1.0], [1.0, 1.0]]]), torch.tensor([2.0, 1.0])
+    plain = F.binary_cross_entropy_with_logits(logits, y, weight=w, pos_weight=pw)
+    assert torch.allclose(frame_loss(logits, y, w, pw, 0.0), plain)
+    per = F.binary_cross_entropy_with_logits(logits, y, weight=w, pos_weight=pw, reduction="none")
+    p = torch.sigmoid(logits)
+    scale = torch.where(y > 0, 1 - p, p) ** 2
+    assert torch.allclose(frame_loss(logits, y, w, pw, 2.0), (per * scale).mean())
+    easy, hard = scale[0, 0], scale[0, 1]
+    assert (easy < 0.001).all() and (hard > 0.5).all()  # the sure, right frame hardly counts
+
+
 def test_steadiness_costs_flicker_inside_events_and_silences_not_their_edges():
     import torch
     from rttag.train.train import steadiness

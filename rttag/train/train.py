@@ -98,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra loss weight on the inactive frames of the 300 ms after every event")
     parser.add_argument("--confusion-weight", type=float, default=0.0,
                         help="extra loss weight on a class's inactive frames while another class is active")
+    parser.add_argument("--focal-gamma", type=float, default=0.0, metavar="G",
+                        help="scale each frame's loss by (1 - p_t)^G (focal loss: hard frames weigh more); 0 = off")
     parser.add_argument("--steady-weight", type=float, default=0.0,
                         help="weight of the steadiness term: mean absolute frame-to-frame change of a class's "
                         "probability where its label stays the same (0 = off)")
@@ -277,6 +279,21 @@ def load_init(spec: str) -> tuple[torch.nn.Module, dict]:
     return model, init
 
 
+def frame_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, pos_weight: torch.Tensor,
+               focal_gamma: float = 0.0) -> torch.Tensor:
+    """Mean weighted binary cross-entropy over ``[B, T, C]`` (``weight`` from :func:`loss_weight`,
+    ``pos_weight [C]`` from :func:`pos_weights`). With ``focal_gamma`` > 0 each element is also
+    scaled by ``(1 - p_t) ** focal_gamma`` (focal loss, Lin et al. 2017; ``p_t`` the probability
+    given to the element's label), so frames the model already gets right weigh less and the
+    hard ones — quiet, masked or unfamiliar events — more; 0 is the plain loss."""
+    if not focal_gamma:
+        return F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pos_weight)
+    loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pos_weight, reduction="none")
+    p = torch.sigmoid(logits)
+    p_t = y * p + (1 - y) * (1 - p)
+    return (loss * (1 - p_t).pow(focal_gamma)).mean()
+
+
 def pos_weights(labels: np.ndarray) -> torch.Tensor:
     """Per-class √(negatives / positives), clipped to [1, 10] ``[C]``."""
     pos = labels.sum(0).astype(np.float64)
@@ -327,7 +344,7 @@ def train_record(args: argparse.Namespace, init: dict, prior_minutes: float, wal
             "device": str(device), "threads": args.threads, "batch": args.batch, "chunk": args.chunk,
             "lr": args.lr, "ema": args.ema, "onset_weight": args.onset_weight,
             "offset_weight": args.offset_weight, "confusion_weight": args.confusion_weight,
-            "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace,
+            "steady_weight": args.steady_weight, "steady_grace_s": args.steady_grace, "focal_gamma": args.focal_gamma,
             "target_delay_s": args.target_delay, "keep": args.keep,
             "augment": not args.no_augment,
             "freq_mixstyle": args.freq_mixstyle,
@@ -363,6 +380,8 @@ def run(args: argparse.Namespace) -> int:
         raise RttagError(f"--hparams is not JSON: {exc}") from None
     if not 0.0 <= args.ema < 1.0:
         raise RttagError(f"--ema {args.ema}: the decay must be in [0, 1)")
+    if args.focal_gamma < 0:
+        raise RttagError(f"--focal-gamma {args.focal_gamma}: not negative")
     if args.steady_grace < 0:
         raise RttagError(f"--steady-grace {args.steady_grace}: seconds, not negative")
     if args.target_delay < 0:
@@ -450,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
             logits, *state = model(x, *state)
             state = [t.detach() for t in state]
             logits = logits[:, lead:]
-            loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight, pos_weight=pw)
+            loss = frame_loss(logits, y, weight, pw, args.focal_gamma)
             if args.steady_weight:
                 loss = loss + args.steady_weight * steadiness(logits, y, grace_frames)
             opt.zero_grad(set_to_none=True)
