@@ -200,12 +200,13 @@ def run(args, models: list, names: Sequence[str]) -> int:
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "scores": score(dets, played, split.minutes)}
             log.info("%s/%s: %.1f on/min", name, kind, systems[f"{name}/{kind}"]["scores"]["on_per_min"])
-    if not args.no_silero:
-        systems.update(silero_systems(split, played, args.threads))
-    # each kind of smoother paired against the first system with it: tuned against the first model's tuned
-    # smoother, raw against its raw; silero-vad's own streaming smoother alone
-    for kind in dict.fromkeys(s["smoother"] for s in systems.values()):
+    # the models' tuned systems paired against the first model's tuned one, their raw ones against its raw
+    for kind in ("tuned", "raw"):
         add_intervals({k: v for k, v in systems.items() if v["smoother"] == kind}, args.bootstrap)
+    if not args.no_silero:  # the speech peer, each of its two systems on its own (no ratio: one label against ten)
+        for key, system in silero_systems(split, played, args.threads).items():
+            add_intervals({key: system}, args.bootstrap)
+            systems[key] = system
     sounds = sum(len(p) for p in played.values())
     n_recordings = len({p.recording for ps in played.values() for p in ps})
     print(format_table(systems, split.minutes, sounds, n_recordings))
