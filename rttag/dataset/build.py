@@ -87,7 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "events")
 
 
-def _progress(quiet: bool = False):
+def progress_bar(quiet: bool = False):
+    """A wrapper ``(iterable, desc=..., unit=..., total=...) -> iterable`` that shows a tqdm bar on
+    stderr, or passes the iterable through where tqdm is not installed."""
     try:
         from tqdm import tqdm
     except ImportError:
@@ -200,7 +202,7 @@ def write_attribution(out: Path, used: set, licences: dict, cache: Path) -> None
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
-    progress = _progress()
+    progress = progress_bar()
     cache, out = Path(args.cache).expanduser(), Path(args.out)
     if args.hours <= 0 or args.validation_hours <= 0 or args.test_hours <= 0:
         raise RttagError("data build: --hours, --validation-hours and --test-hours must be positive")

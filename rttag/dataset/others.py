@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RttagError
-from .build import _progress, decode_all, write_attribution
+from .build import decode_all, progress_bar, write_attribution
 from .degrade import pink_noise
 from .mixer import SR, rms
 from .sources import Source, default_sources_tsv, fetch_and_unpack, read_sources
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         raise RttagError("data others: the source list has no rows")
     check_others(rows, listed_sources())
-    progress = _progress()
+    progress = progress_bar()
     fetch_and_unpack(sorted({s.package for s in rows}), cache, progress)
     audio, problems = decode_all(rows, cache, args.workers, progress)
     for p in problems:
