@@ -169,3 +169,16 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path):
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1 and "0ad-data" in err[0] and "training or validation" in err[0], err
     assert not (tmp_path / "o2").exists()
+
+
+def test_eval_on_a_set_whose_sounds_list_lacks_a_file_is_one_error_line(tmp_path, model_path):
+    root = tmp_path / "set"
+    (root / "audio" / "others").mkdir(parents=True)
+    (root / "metadata").mkdir()
+    sf.write(root / "audio" / "others" / "others_0.wav", np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    (root / "metadata" / "others.tsv").write_text("filename\tonset\toffset\tevent_label\nothers_0.wav\t\t\t\n")
+    (root / "others.json").write_text(json.dumps({"files": {"others_1.wav": []}}))
+    proc = run_rttag("eval", "--data", str(root), "--models", str(model_path), "--no-silero")
+    err = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(err) == 1 and "cannot read the sounds played" in err[0], err
+    assert proc.stdout == b""
