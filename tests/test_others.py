@@ -72,9 +72,9 @@ def test_level_sets_the_active_part_and_cuts_long_recordings():
 def test_play_places_every_clip_once_apart_at_its_level_over_the_asked_noise():
     clips = [level(np.sin(2 * np.pi * f * np.arange(int(s * SR)) / SR).astype(np.float32), -26.0)
              for f, s in ((300, 0.5), (900, 1.2), (2000, 0.2), (4000, 2.0))]
-    y, placed = play(clips, np.random.default_rng(3), -26.0, 40.0)
-    again, placed_again = play(clips, np.random.default_rng(3), -26.0, 40.0)
-    assert np.array_equal(y, again) and placed == placed_again
+    y, placed, gain_db = play(clips, np.random.default_rng(3), -26.0, 40.0)
+    again, placed_again, _ = play(clips, np.random.default_rng(3), -26.0, 40.0)
+    assert np.array_equal(y, again) and placed == placed_again and gain_db == 0.0
     assert sorted(i for _, _, i in placed) == [0, 1, 2, 3]
     assert placed[0][0] == LEAD_S and len(y) == int(round((placed[-1][1] + LEAD_S) * SR))
     for (_, end, _), (start, _, _) in zip(placed, placed[1:]):
@@ -85,6 +85,10 @@ def test_play_places_every_clip_once_apart_at_its_level_over_the_asked_noise():
         assert db(rms(part)) == pytest.approx(db(rms(clips[i])), abs=0.05)
     gap = y[int(round((placed[0][1] + 0.1) * SR)): int(round((placed[1][0] - 0.1) * SR))]
     assert db(rms(gap)) == pytest.approx(-66.0, abs=1.5)
+    louder_db = 20 * np.log10(30.0)  # the same clips and noise 29.5 dB up: sines of RMS 1.5 would clip
+    loud, _, gain_db = play([c * np.float32(30.0) for c in clips], np.random.default_rng(3), -26.0 + louder_db, 40.0)
+    assert gain_db < 0 and np.abs(loud).max() == pytest.approx(0.99, abs=1e-4)
+    assert np.allclose(loud, y * np.float32(10 ** ((louder_db + gain_db) / 20)), atol=1e-4)  # the whole file, one gain
 
 
 def test_ons_are_counted_on_the_sound_they_fall_on_or_between():
@@ -130,6 +134,7 @@ def test_eval_counts_every_on_that_rttag_tag_emits_on_the_set(tmp_path, model_pa
     assert proc.returncode == 0, proc.stderr.decode()
     settings = json.loads((out / "others.json").read_text())
     assert sorted(settings["files"]) == ["others_0.wav", "others_1.wav"] and settings["recordings"] == 3
+    assert set(settings["peak_gain_db"]) == set(settings["files"])
     assert {s["path"].rsplit("/", 1)[1] for s in settings["files"]["others_0.wav"]} == {"tone.wav", "chirp.wav",
                                                                                          "burst.wav"}
     assert (out / "metadata" / "others.tsv").read_text().splitlines()[1:] == ["others_0.wav\t\t\t",

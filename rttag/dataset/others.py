@@ -19,13 +19,14 @@ Output (``--out``)::
                                 its own, one every 2-4 s (``GAP_S``) after 1 s of lead-in, over pink
                                 noise ``--noise-db`` below the sounds' level
     metadata/others.tsv         the DCASE reference: each file with no events
-    others.json                 the settings, and per file each sound's onset and offset (s) and
-                                recording (package, path, licence)
+    others.json                 the settings, each file's peak gain (dB, below), and per file each
+                                sound's onset and offset (s) and recording (package, path, licence)
     ATTRIBUTION.md              every recording used, with its licence and copyright holders
 
 Each recording is trimmed as ``rttag data build`` trims (rttag.dataset.sources.decode), cut to
 ``MAX_S`` and scaled to ``--level-dbfs`` RMS over its active part (samples above 5 % of its
-peak), so a quiet click and a loud whoosh are heard alike. The same ``--seed`` gives the same
+peak), so a quiet click and a loud whoosh are heard alike. A file whose peak would pass 0.99 is
+scaled down as a whole, with a line on stderr saying how far. The same ``--seed`` gives the same
 files.
 """
 
@@ -98,11 +99,12 @@ def level(x: np.ndarray, level_dbfs: float) -> np.ndarray:
 
 
 def play(clips: list[np.ndarray], rng: np.random.Generator, level_dbfs: float,
-         noise_db: float) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
+         noise_db: float) -> tuple[np.ndarray, list[tuple[float, float, int]], float]:
     """Every clip of ``clips`` (float32 ``[n_i]``, already levelled) once, in a random order,
     ``GAP_S`` apart after ``LEAD_S`` of lead-in, over pink noise ``noise_db`` below
-    ``level_dbfs``. Returns float32 ``[n]`` (peak at most 0.99) and, in time order, each
-    sound's ``(onset s, offset s, index into clips)``."""
+    ``level_dbfs``. Returns float32 ``[n]``; in time order, each sound's ``(onset s, offset s,
+    index into clips)``; and the gain (dB, 0 or below) that brought the whole file's peak down to
+    0.99 where it would pass it (every sound then sits that much below ``level_dbfs``)."""
     t, placed = LEAD_S, []
     for i in rng.permutation(len(clips)):
         placed.append((t, t + len(clips[i]) / SR, int(i)))
@@ -112,9 +114,8 @@ def play(clips: list[np.ndarray], rng: np.random.Generator, level_dbfs: float,
         at = int(round(onset * SR))
         y[at:at + len(clips[i])] += clips[i]
     peak = float(np.abs(y).max())
-    if peak > 0.99:
-        y *= np.float32(0.99 / peak)
-    return y.astype(np.float32), placed
+    gain = min(1.0, 0.99 / peak)
+    return (y * np.float32(gain)).astype(np.float32), placed, 20 * float(np.log10(gain))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,11 +156,15 @@ def run(args: argparse.Namespace) -> int:
     clips = [level(audio[s.key], args.level_dbfs) for s in used]
     audio_dir.mkdir(parents=True, exist_ok=True)
     (out / "metadata").mkdir(exist_ok=True)
-    files = {}
+    files, gains = {}, {}
     for k in range(args.files):
-        y, placed = play(clips, np.random.default_rng((args.seed, k)), args.level_dbfs, args.noise_db)
+        y, placed, gain_db = play(clips, np.random.default_rng((args.seed, k)), args.level_dbfs, args.noise_db)
         name = f"others_{k}.wav"
         sf.write(str(audio_dir / name), y, SR, subtype="PCM_16")
+        gains[name] = round(gain_db, 2)
+        if gain_db < 0:
+            print(f"rttag data others: {name} scaled by {gain_db:.1f} dB to keep its peak at 0.99: its sounds sit at "
+                  f"{args.level_dbfs + gain_db:.1f} dBFS", file=sys.stderr)
         files[name] = [{"onset": round(a, 3), "offset": round(b, 3), "package": used[i].package,
                         "path": used[i].path, "licence": used[i].licence} for a, b, i in placed]
     with open(out / "metadata" / f"{SPLIT}.tsv", "w", newline="") as f:
@@ -167,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         w.writerow(["filename", "onset", "offset", "event_label"])
         w.writerows([name, "", "", ""] for name in files)
     settings = {"seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db, "max_s": MAX_S,
-                "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "files": files}
+                "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "peak_gain_db": gains,
+                "files": files}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
     write_attribution(out, {(s.package, s.path) for s in used}, {(s.package, s.path): s.licence for s in used}, cache)
     minutes = sum(sf.info(str(audio_dir / n)).duration for n in files) / 60
