@@ -1218,22 +1218,42 @@ def run(args) -> int:
     return 0
 
 
+SILERO_LABELS = ("speech",)
+"""The one label silero-vad answers for."""
+
+
+def silero_timing() -> FrameTiming:
+    """Where silero-vad's probabilities lie in time: one per chunk, placed at the chunk's start."""
+    from . import silero_peer
+
+    chunk_s = silero_peer.CHUNK / silero_peer.SAMPLE_RATE
+    return FrameTiming(hop_s=chunk_s, centre0_s=0.0, ready0_s=chunk_s)
+
+
+def silero_detections(probs: dict, durations: dict) -> dict[str, tuple[SmootherParams, dict]]:
+    """silero-vad's two systems over its probabilities (``{file: [n_chunks, 1]}``, from
+    :func:`run_silero`; ``durations`` in s by file): ``streaming`` with its usual thresholds
+    (``silero_peer.STREAMING_PARAMS``) and ``raw`` at 0.5, each as ``(params, {file: detections})``."""
+    from . import silero_peer
+
+    timing = silero_timing()
+    return {kind: (params, {n: smooth(p, SILERO_LABELS, params, timing, durations[n]) for n, p in probs.items()})
+            for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", SmootherParams.raw((0.5,))))}
+
+
 def _silero_systems(split: Split, args, walls: dict, rolls: list, levels: Optional[dict]) -> dict:
     from . import silero_peer
 
-    labels = ("speech",)
+    labels = SILERO_LABELS
     speech = split.only(labels)
-    chunk_s = silero_peer.CHUNK / silero_peer.SAMPLE_RATE
-    timing = FrameTiming(hop_s=chunk_s, centre0_s=0.0, ready0_s=chunk_s)  # silero places a chunk at its start
+    timing = silero_timing()
     t0 = time.perf_counter()
     probs = run_silero(split, threads=args.threads)
     walls["silero-vad"] = {"pipeline_s": time.perf_counter() - t0}
     psds_figures = psds(speech, probs, timing, labels, args.psds_resolution)
     out = {}
-    raw_params = SmootherParams.raw((0.5,))
     dets_by_kind = {}
-    for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", raw_params)):
-        dets = {n: smooth(p, labels, params, timing, split.durations[n]) for n, p in probs.items()}
+    for kind, (params, dets) in silero_detections(probs, split.durations).items():
         dets_by_kind[kind] = dets
         out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind, "model": f"silero-vad {silero_peer.version()}",
                                      "params": _params_dict(params, labels),

@@ -158,19 +158,13 @@ def silero_systems(split, played: dict, threads: int) -> dict:
     """silero-vad (the ``speech`` peer of rttag.evaluate) over the set, with its usual streaming
     thresholds and raw at 0.5: every speech ``on`` is false."""
     from . import silero_peer
-    from .evaluate import FrameTiming, run_silero, smooth
-    from .smoother import SmootherParams
+    from .evaluate import run_silero, silero_detections
 
-    chunk_s = silero_peer.CHUNK / silero_peer.SAMPLE_RATE
-    timing = FrameTiming(hop_s=chunk_s, centre0_s=0.0, ready0_s=chunk_s)  # as rttag.evaluate places its chunks
     probs = run_silero(split, threads=threads)
-    out = {}
-    for kind, params in (("streaming", silero_peer.STREAMING_PARAMS), ("raw", SmootherParams.raw((0.5,)))):
-        dets = {n: smooth(p, ("speech",), params, timing, split.durations[n]) for n, p in probs.items()}
-        out[f"silero-vad/{kind}"] = {"system": "silero-vad (speech only)", "smoother": kind,
-                                     "model": f"silero-vad {silero_peer.version()}",
-                                     "scores": score(dets, played, split.minutes)}
-    return out
+    return {f"silero-vad/{kind}": {"system": "silero-vad (speech only)", "smoother": kind,
+                                   "model": f"silero-vad {silero_peer.version()}",
+                                   "scores": score(dets, played, split.minutes)}
+            for kind, (_, dets) in silero_detections(probs, split.durations).items()}
 
 
 def run(args, models: list, names: Sequence[str]) -> int:

@@ -156,11 +156,12 @@ def run(args: argparse.Namespace) -> int:
     clips = [level(audio[s.key], args.level_dbfs) for s in used]
     audio_dir.mkdir(parents=True, exist_ok=True)
     (out / "metadata").mkdir(exist_ok=True)
-    files, gains = {}, {}
+    files, gains, samples = {}, {}, 0
     for k in range(args.files):
         y, placed, gain_db = play(clips, np.random.default_rng((args.seed, k)), args.level_dbfs, args.noise_db)
         name = f"others_{k}.wav"
         sf.write(str(audio_dir / name), y, SR, subtype="PCM_16")
+        samples += len(y)
         gains[name] = round(gain_db, 2)
         if gain_db < 0:
             print(f"rttag data others: {name} scaled by {gain_db:.1f} dB to keep its peak at 0.99: its sounds sit at "
@@ -176,7 +177,6 @@ def run(args: argparse.Namespace) -> int:
                 "files": files}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
     write_attribution(out, {(s.package, s.path) for s in used}, {(s.package, s.path): s.licence for s in used}, cache)
-    minutes = sum(sf.info(str(audio_dir / n)).duration for n in files) / 60
-    print(f"rttag data others: {len(used)} recordings, {len(files)} files, {minutes:.1f} min → {audio_dir}",
+    print(f"rttag data others: {len(used)} recordings, {len(files)} files, {samples / SR / 60:.1f} min → {audio_dir}",
           file=sys.stderr)
     return 0
