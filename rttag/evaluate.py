@@ -171,6 +171,19 @@ class Split:
         return Split(self.name, self.paths, self.durations,
                      {f: [e for e in evs if e.label in keep] for f, evs in self.reference.items()}, self.recordings)
 
+    def joined(self, other: "Split", prefix: str) -> "Split":
+        """This split's files and ``other``'s, whose names get ``prefix`` (``rttag tune --others``:
+        files of sounds of none of the labels, without events). The source recordings stay this
+        split's (``other``'s files have none listed)."""
+        def named(d: dict) -> dict:
+            return {prefix + name: v for name, v in d.items()}
+
+        clash = set(self.paths) & set(named(other.paths))
+        if clash:
+            raise EvalError(f"{sorted(clash)[0]} is in both {self.name} and {other.name}")
+        return Split(self.name, {**self.paths, **named(other.paths)}, {**self.durations, **named(other.durations)},
+                     {**self.reference, **named(other.reference)}, self.recordings)
+
 
 def merge_events(events: Sequence[RefEvent]) -> list[RefEvent]:
     """Sorted events with overlapping or touching same-label events merged into one (holding the

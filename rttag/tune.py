@@ -241,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="ONNX model (name in models/ or path)")
     parser.add_argument("--data", default="data", help="dataset folder with metadata/SPLIT.tsv and audio/SPLIT/")
     parser.add_argument("--split", default="validation", help="split to tune on (never test)")
+    parser.add_argument("--others", metavar="DIR",
+                        help="also tune on a set of sounds of none of the labels that 'rttag data others --split "
+                             "validation' wrote to DIR: its files have no events, so every on there is a false event")
     parser.add_argument("-o", "--output", help="write the tuned model here (default: rewrite --model in place)")
     parser.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
     parser.add_argument("--providers", default="cpu", choices=("auto", "cpu", "cuda"))
@@ -801,6 +804,26 @@ def warn_few_recordings(labels: Sequence[str], report: dict, recordings: dict) -
     return few
 
 
+def with_others(split: Split, data_dir: str, labels: Sequence[str]) -> Split:
+    """``split`` plus the files of the ``rttag data others`` set in ``data_dir`` (no events; named
+    ``others/others_N.wav``); an error where ``data_dir`` is not such a set or its sounds come from
+    packages of the test side (``"split": "test"`` in ``others.json``): no smoother may be chosen
+    on those."""
+    from .dataset.others import SETTINGS_FILE, SPLIT
+    from .false_alarms import is_others_set
+
+    if not is_others_set(data_dir):
+        raise TuneError(f"--others {data_dir}: not a set written by 'rttag data others' (no {SETTINGS_FILE})")
+    try:
+        side = json.loads((Path(data_dir) / SETTINGS_FILE).read_text(encoding="utf-8")).get("split", "test")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise TuneError(f"--others {data_dir}: cannot read {SETTINGS_FILE} ({exc})") from None
+    if side != "validation":
+        raise TuneError(f"--others {data_dir}: its sounds are from the {side} side; tune only on a set written "
+                        "with 'rttag data others --split validation'")
+    return split.joined(load_split(data_dir, SPLIT, labels=labels), f"{SPLIT}/")
+
+
 def run(args) -> int:
     from .runtime import OnnxModel, model_file
 
@@ -814,6 +837,8 @@ def run(args) -> int:
     model = OnnxModel(src, providers=args.providers, threads=args.threads)
     info = model.info
     split = load_split(args.data, args.split, labels=info.labels)
+    if args.others:
+        split = with_others(split, args.others, info.labels)
     log.info("tuning %s on %s: %d files, %.1f min, %d reference events", info.name, split.name, len(split.paths),
              split.minutes, sum(len(v) for v in split.reference.values()))
     t0 = time.perf_counter()

@@ -694,6 +694,40 @@ def test_tune_keeps_the_latency_budget_unless_nothing_meets_it(objective):
         choose(split, runs, ["dog"], timing, fallback, over_budget="closest")
 
 
+def test_tune_on_a_split_joined_with_sounds_of_none_of_the_labels_keeps_the_class_off_them():
+    """Three dog events the model tracks at 0.9, and a file of other sounds where its dog
+    probability rises to 0.6 for 1 s at a time. On the dog file alone every on-threshold up to
+    0.8 scores event F1 1.0; joined with the other file (no events: ``rttag tune --others``) only
+    a threshold above 0.6 does, and that is what the tuner takes."""
+    timing = FrameTiming.of_frontend(FrontendParams())
+    duration = 20.0
+    centres = timing.centre0_s + np.arange(int(duration / timing.hop_s) - 3) * timing.hop_s
+
+    def probs(spans, p_on):
+        p = np.full(len(centres), 0.01, np.float32)
+        for a, b in spans:
+            p[(centres >= a) & (centres < b)] = p_on
+        return p
+
+    events = [(2.0, 5.0), (8.0, 11.0), (14.0, 17.0)]
+    dog = split_of({"a.wav": [RefEvent(a, b, "dog") for a, b in events]}, {"a.wav": duration})
+    others = split_of({}, {"others_0.wav": duration})
+    joined = dog.joined(others, "others/")
+    assert list(joined.paths) == ["a.wav", "others/others_0.wav"] and joined.reference["others/others_0.wav"] == []
+    logmel = np.full((len(centres), 64), -12.0, np.float32)
+    runs = {"a.wav": FileRun(probs(events, 0.9)[:, None], logmel, [], duration),
+            "others/others_0.wav": FileRun(probs([(3.0, 4.0), (9.0, 10.0), (15.0, 16.0)], 0.6)[:, None], logmel,
+                                           [], duration)}
+    fallback = fallback_params(1)
+    fired = smooth_runs(runs, ["dog"], fallback, timing)["others/others_0.wav"]
+    assert len(fired) == 3  # at the untuned 0.5 the other sounds are named dog
+    params, report, _ = choose(joined, runs, ["dog"], timing, fallback, max_latency_s=1.0)
+    assert params.on_threshold[0] > 0.6 and report["dog"]["event_f1"] == pytest.approx(1.0)
+    assert smooth_runs(runs, ["dog"], params, timing)["others/others_0.wav"] == []
+    with pytest.raises(EvalError, match="in both"):
+        joined.joined(others, "others/")
+
+
 def test_tune_warns_of_a_class_tuned_on_few_recordings(caplog):
     report = {label: {"tuned": tuned} for label, tuned in (("dog", True), ("bird", True), ("door", False))}
     with caplog.at_level("WARNING", logger="rttag.tune"):

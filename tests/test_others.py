@@ -3,13 +3,14 @@ sound is played, and that every ``on`` the streaming path emits there is counted
 
 import csv
 import json
+import re
 from collections import Counter
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import parse_events, run_rttag
+from conftest import parse_events, run_rttag, write_burst_dataset
 from rttag.dataset.mixer import SR, rms
 from rttag.dataset.others import (ACTIVE_SHARE, GAP_S, LEAD_S, MAX_S, OTHER, check_others,
                                   default_other_sources_tsv, level, listed_sources, play)
@@ -41,23 +42,39 @@ def row(**kw) -> Source:
     return Source(**{**base, **kw})
 
 
+LISTS = [row(package="trained-pkg", label="dog", split="train"),
+         row(package="tuned-pkg", label="bird", split="validation"),
+         row(package="widelands-data", label="bird", split="train"),  # held out for validation (splits.py)
+         row(path="usr/share/listed.wav", label="door")]  # a test row of alienblaster-data
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(label="dog"), "label is not 'other'"),
     (dict(split="train"), "split is not test"),
     (dict(licence=" "), "no licence"),
-    (dict(package="trained-pkg"), "package has training or validation rows"),
-    (dict(package="tuned-pkg"), "package has training or validation rows"),
+    (dict(package="trained-pkg"), "package has train or validation rows"),
+    (dict(package="tuned-pkg"), "package has train or validation rows"),
+    (dict(package="widelands-data"), "package has train or validation rows"),
     (dict(path="usr/share/listed.wav"), "file repeats a listed one"),
 ])
 def test_check_others_refuses_each_kind_of_bad_row(bad, message):
-    lists = [row(package="trained-pkg", label="dog", split="train"),
-             row(package="tuned-pkg", label="bird", split="validation"),
-             row(path="usr/share/listed.wav", label="door")]  # a test row: its package is allowed
-    check_others([row()], lists)
+    check_others([row()], LISTS)
     with pytest.raises(RttagError, match=message):
-        check_others([row(**bad)], lists)
+        check_others([row(**bad)], LISTS)
     with pytest.raises(RttagError, match="file repeats a listed one"):
-        check_others([row(), row()], lists)
+        check_others([row(), row()], LISTS)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(split="test"), "split is not validation"),
+    (dict(package="trained-pkg"), "package has train or test rows"),
+    (dict(package="alienblaster-data"), "package has train or test rows"),
+])
+def test_validation_side_rows_come_only_from_packages_the_validation_side_uses(bad, message):
+    good = dict(split="validation", path="usr/share/b.wav")
+    check_others([row(**good, package="tuned-pkg"), row(**good, package="widelands-data")], LISTS, "validation")
+    with pytest.raises(RttagError, match=message):
+        check_others([row(**{**good, "package": "tuned-pkg", **bad})], LISTS, "validation")
 
 
 def test_level_sets_the_active_part_and_cuts_long_recordings():
@@ -109,8 +126,9 @@ def test_ons_are_counted_on_the_sound_they_fall_on_or_between():
     assert quiet["ratio_to_first"] == 0.0 and quiet["ratio_to_first_ci"] == [0.0, 0.0]
 
 
-def write_sounds(tmp_path):
-    """A package cache with three short recordings (a tone, a chirp, a noise burst) and a source list of them."""
+def write_sounds(tmp_path, split="test"):
+    """A package cache with three short recordings (a tone, a chirp, a noise burst) and a source list
+    of them, rows of ``split``."""
     root = tmp_path / "cache" / "pkgs" / PKG / "usr" / "share" / "sounds"
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -123,7 +141,7 @@ def write_sounds(tmp_path):
         w.writerow(["package", "path", "label", "split", "licence", "duration_s", "sample_rate"])
         for name, x in sounds.items():
             sf.write(root / name, x.astype(np.float32), SR)
-            w.writerow([PKG, f"usr/share/sounds/{name}", OTHER, "test", "CC0-1.0", f"{len(x) / SR:.2f}", SR])
+            w.writerow([PKG, f"usr/share/sounds/{name}", OTHER, split, "CC0-1.0", f"{len(x) / SR:.2f}", SR])
     return tsv
 
 
@@ -172,7 +190,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path):
     bad.write_text(tsv.read_text().replace(f"{PKG}\t", "0ad-data\t", 1))  # a training package
     proc = run_rttag("data", "others", "--out", str(tmp_path / "o2"), "--sources", str(bad), "--cache", cache)
     err = proc.stderr.decode().strip().splitlines()
-    assert proc.returncode != 0 and len(err) == 1 and "0ad-data" in err[0] and "training or validation" in err[0], err
+    assert proc.returncode != 0 and len(err) == 1 and "0ad-data" in err[0] and "train or validation" in err[0], err
     assert not (tmp_path / "o2").exists()
 
 
@@ -187,3 +205,26 @@ def test_eval_on_a_set_whose_sounds_list_lacks_a_file_is_one_error_line(tmp_path
     err = proc.stderr.decode().strip().splitlines()
     assert proc.returncode != 0 and len(err) == 1 and "cannot read the sounds played" in err[0], err
     assert proc.stdout == b""
+
+
+def test_tune_counts_the_ons_on_a_validation_side_set_and_refuses_a_test_side_one(tmp_path, model_path):
+    """``rttag tune --others``: the set's files join the tuning split (the log counts them) and the
+    model is written as without it; a set of test-side sounds, or a folder that is no set, is one
+    error line before the model runs."""
+    dataset, sets = write_burst_dataset(tmp_path / "data", {"validation": (1, 2)}), {}
+    for side in ("validation", "test"):
+        tsv, sets[side] = write_sounds(tmp_path / side, side), tmp_path / side / "set"
+        proc = run_rttag("data", "others", "--out", str(sets[side]), "--sources", str(tsv), "--cache",
+                         str(tmp_path / side / "cache"), "--files", "2", "--split", side)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert json.loads((sets[side] / "others.json").read_text())["split"] == side
+    plain = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run")
+    joined = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run",
+                       "--others", str(sets["validation"]))
+    assert plain.returncode == 0 and joined.returncode == 0, joined.stderr.decode()
+    n = int(re.search(r"on validation: (\d+) files", plain.stderr.decode()).group(1))
+    assert f"on validation: {n + 2} files" in joined.stderr.decode()
+    for bad, message in ((sets["test"], "from the test side"), (tmp_path, "not a set written by 'rttag data others'")):
+        proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--others", str(bad))
+        err = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode != 0 and len(err) == 1 and message in err[0], err

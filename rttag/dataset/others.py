@@ -45,6 +45,7 @@ from .build import decode_all, progress_bar, write_attribution
 from .degrade import pink_noise
 from .mixer import SR, rms
 from .sources import Source, default_sources_tsv, fetch_and_unpack, read_sources
+from .splits import SPLITS, split_of
 from .sources import default_distractor_sources_tsv, default_extra_sources_tsv, default_validation_sources_tsv
 
 OTHER = "other"
@@ -62,22 +63,31 @@ ACTIVE_SHARE = 0.05
 """A sample is part of a recording's active part when above this share of its peak."""
 
 
-def default_other_sources_tsv() -> Path:
-    """rttag's list of recordings of none of the labels (``rttag/dataset/other_sources.tsv``)."""
-    return Path(__file__).resolve().parent / "other_sources.tsv"
+SIDES = ("test", "validation")
+"""``--split``: which side's packages the recordings come from."""
 
 
-def check_others(rows: list[Source], lists: list[Source]) -> None:
-    """Refuse (one error) a row that is not labelled ``other``, is not split ``test``, has no
-    licence, repeats a file of ``lists`` or of an earlier row, or comes from a package that a
-    train or validation row of ``lists`` (the vetted list and rttag's own) uses."""
-    trained = {s.package for s in lists if s.split != "test"}
+def default_other_sources_tsv(split: str = "test") -> Path:
+    """rttag's list of recordings of none of the labels for ``split`` (``rttag/dataset/
+    other_sources.tsv`` for test, ``other_validation_sources.tsv`` for validation)."""
+    name = "other_sources.tsv" if split == "test" else f"other_{split}_sources.tsv"
+    return Path(__file__).resolve().parent / name
+
+
+def check_others(rows: list[Source], lists: list[Source], split: str = "test") -> None:
+    """Refuse (one error) a row that is not labelled ``other``, is not of ``split``, has no
+    licence, repeats a file of ``lists`` or of an earlier row, or comes from a package that
+    another side uses. ``lists``: the vetted list and rttag's own, each row on the side
+    :func:`rttag.dataset.splits.split_of` gives it (distractor rows are training rows). A ``test``
+    row's package must have no training or validation rows; a ``validation`` row's no training
+    or test rows."""
+    other_sides = {s.package for s in lists if split_of(s) != split}
     seen = {(s.package, s.path) for s in lists}
     for s in rows:
         problem = (f"label is not {OTHER!r}" if s.label != OTHER else
-                   "split is not test" if s.split != "test" else
+                   f"split is not {split}" if s.split != split else
                    "no licence" if not s.licence.strip() else
-                   "package has training or validation rows" if s.package in trained else
+                   f"package has {' or '.join(x for x in SPLITS if x != split)} rows" if s.package in other_sides else
                    "file repeats a listed one" if (s.package, s.path) in seen else None)
         if problem:
             raise RttagError(f"other sources: {s.package}:{s.path}: {problem}")
@@ -126,7 +136,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level-dbfs", type=float, default=-26.0, help="RMS of each sound's active part, dBFS")
     parser.add_argument("--noise-db", type=float, default=50.0, help="pink noise this far below the sounds, dB")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sources", help="list of recordings (default: rttag/dataset/other_sources.tsv)")
+    parser.add_argument("--split", choices=SIDES, default="test",
+                        help="test: sounds from packages only the test side uses, for 'rttag eval'; validation: "
+                             "from packages only the validation side uses, for 'rttag tune --others'")
+    parser.add_argument("--sources", help="list of recordings (default: rttag/dataset/other_sources.tsv, or "
+                                          "other_validation_sources.tsv with --split validation)")
     parser.add_argument("--cache", default="~/.cache/rttag", help="package and decode cache (shared with data build)")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
 
@@ -141,10 +155,10 @@ def run(args: argparse.Namespace) -> int:
     audio_dir = out / "audio" / SPLIT
     if audio_dir.exists() and any(audio_dir.iterdir()):
         raise RttagError(f"data others: {audio_dir} is not empty")
-    rows = read_sources(Path(args.sources) if args.sources else default_other_sources_tsv())
+    rows = read_sources(Path(args.sources) if args.sources else default_other_sources_tsv(args.split))
     if not rows:
         raise RttagError("data others: the source list has no rows")
-    check_others(rows, listed_sources())
+    check_others(rows, listed_sources(), args.split)
     progress = progress_bar()
     fetch_and_unpack(sorted({s.package for s in rows}), cache, progress)
     audio, problems = decode_all(rows, cache, args.workers, progress)
@@ -172,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["filename", "onset", "offset", "event_label"])
         w.writerows([name, "", "", ""] for name in files)
-    settings = {"seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db, "max_s": MAX_S,
+    settings = {"split": args.split, "seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db, "max_s": MAX_S,
                 "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "peak_gain_db": gains,
                 "files": files}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
