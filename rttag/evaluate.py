@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -1151,6 +1152,40 @@ def format_recordings(systems: dict) -> str:
     return "\n".join(lines)
 
 
+def network_key(model) -> Optional[tuple]:
+    """What decides ``model``'s probabilities: a SHA-256 of its ONNX graph (the metadata left out)
+    with its labels, front end and state; None where the ``onnx`` package is not installed. Two
+    files with the same key differ at most in their smoother (``rttag tune -o`` writes such a
+    copy), so ``rttag eval`` runs the network once and smooths its probabilities with each
+    smoother (:func:`smooth` gives the pipeline's events exactly)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    graph = hashlib.sha256(onnx.load(str(model.path)).graph.SerializeToString()).hexdigest()
+    info = model.info
+    return graph, info.labels, info.frontend, info.state_names, tuple(sorted(info.state_shapes.items()))
+
+
+def run_or_reuse(model, name: str, split: Split, passes: dict) -> tuple[dict[str, FileRun], dict]:
+    """``model`` over every file of ``split`` (:func:`run_model`) and the wall time it took,
+    ``{"pipeline_s": s}``. Where an earlier model in ``passes`` (``{network_key: (name, runs)}``,
+    filled here) has the same network, its runs with ``model``'s smoother applied to their
+    probabilities instead, and ``{"pipeline_s": 0.0, "pass_of": that model's name}``."""
+    key = network_key(model)
+    if key is not None and key in passes:
+        first, runs = passes[key]
+        info = model.info
+        detections = smooth_runs(runs, info.labels, info.smoother, FrameTiming.of_frontend(info.frontend))
+        log.info("%s: the network of %s with another smoother; its pass is reused", name, first)
+        return {n: replace(r, detections=detections[n]) for n, r in runs.items()}, {"pipeline_s": 0.0, "pass_of": first}
+    t0 = time.perf_counter()
+    runs = run_model(model, split, model.info.smoother)
+    if key is not None:
+        passes[key] = (name, runs)
+    return runs, {"pipeline_s": time.perf_counter() - t0}
+
+
 def run(args) -> int:
     from .runtime import OnnxModel, model_file
 
@@ -1171,14 +1206,12 @@ def run(args) -> int:
     roll_file = args.roll_file or _busiest_file(split)
     if roll_file not in split.paths:
         raise EvalError(f"--roll-file {roll_file}: not a file of split {split.name}")
-    systems, walls, rolls = {}, {}, []
+    systems, walls, rolls, passes = {}, {}, [], {}
     levels = None  # each reference event's start level, from the first model's log-mel frames
     for model, name in zip(models, shown):
         info = model.info
         timing = FrameTiming.of_frontend(info.frontend)
-        t0 = time.perf_counter()
-        runs = run_model(model, split, info.smoother)
-        walls[name] = {"pipeline_s": time.perf_counter() - t0}
+        runs, walls[name] = run_or_reuse(model, name, split, passes)
         probs = {n: r.probs for n, r in runs.items()}
         if levels is None:
             levels = onset_levels(split, {n: r.logmel for n, r in runs.items()}, timing)

@@ -170,7 +170,7 @@ def silero_systems(split, played: dict, threads: int) -> dict:
 def run(args, models: list, names: Sequence[str]) -> int:
     """``rttag eval --data OTHERS``: every model in ``models`` (rttag.runtime.OnnxModel, shown as
     ``names``) over the set, tuned and raw; the table on stdout, every figure in ``--json``."""
-    from .evaluate import FrameTiming, load_split, run_model, smooth_runs
+    from .evaluate import FrameTiming, load_split, run_or_reuse, smooth_runs
     from .dataset.others import SPLIT
     from .smoother import SmootherParams
 
@@ -184,10 +184,10 @@ def run(args, models: list, names: Sequence[str]) -> int:
                     "per-recording hits: %s ignored", ", ".join(unused))
     split = load_split(args.data, SPLIT, labels=models[0].info.labels if models else None)
     played = read_played(args.data, list(split.paths))
-    systems = {}
+    systems, passes = {}, {}
     for model, name in zip(models, names):
         info = model.info
-        runs = run_model(model, split, info.smoother)
+        runs, _ = run_or_reuse(model, name, split, passes)
         raw_params = SmootherParams.raw(info.smoother.on_threshold)
         raw = smooth_runs(runs, info.labels, raw_params, FrameTiming.of_frontend(info.frontend))
         for kind, dets in (("tuned", {n: r.detections for n, r in runs.items()}), ("raw", raw)):

@@ -1123,6 +1123,33 @@ def test_tune_rewrites_the_metadata_and_the_model_still_loads(dataset, model_pat
     assert run_rttag("tag", str(dataset / "audio" / "test" / "bursts3.wav"), "--model", str(tuned_path)).returncode == 0
 
 
+def test_eval_runs_one_network_once_for_two_smoothers_and_scores_each_as_alone(dataset, model_path, tmp_path):
+    """A model and its copy with a tuned smoother (``rttag tune -o``): one pass serves both, and
+    the copy's figures are those it gets when evaluated alone, tuned and raw."""
+    tuned = tmp_path / "tuned.onnx"
+    proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "-o", str(tuned))
+    assert proc.returncode == 0, proc.stderr.decode()
+    both, alone = tmp_path / "both.json", tmp_path / "alone.json"
+    logs = []
+    for models, out in ((f"{model_path},{tuned}", both), (str(tuned), alone)):
+        proc = run_rttag("eval", "--data", str(dataset), "--models", models, "--no-silero", "--bootstrap", "20",
+                         "--json", str(out))
+        assert proc.returncode == 0, proc.stderr.decode()
+        logs.append(proc.stderr.decode())
+    assert "tuned: the network of test-gru with another smoother; its pass is reused" in logs[0]
+    assert "its pass is reused" not in logs[1]
+    b, a = json.loads(both.read_text()), json.loads(alone.read_text())
+    assert b["wall_s"]["tuned"]["pipeline_s"] == 0.0 and b["wall_s"]["tuned"]["pass_of"] == "test-gru"
+    assert b["wall_s"]["test-gru"]["pipeline_s"] > 0 and "pass_of" not in b["wall_s"]["test-gru"]
+    for kind in ("tuned", "raw"):
+        got, want = b["systems"][f"tuned/{kind}"]["scores"], a["systems"][f"test-gru/{kind}"]["scores"]
+        for figure in ("event", "segment"):
+            assert got[figure]["micro_f1"] == want[figure]["micro_f1"]
+            assert got[figure]["per_class"] == want[figure]["per_class"]
+        assert got["stream"]["per_class"] == want["stream"]["per_class"] and got["held_on"] == want["held_on"]
+    assert b["systems"]["tuned/tuned"]["scores"]["event"] != b["systems"]["test-gru/tuned"]["scores"]["event"]
+
+
 def test_tune_over_budget_nearest_from_the_command_line(dataset, model_path):
     """A budget of 0 s that no setting meets: with --over-budget nearest the classes the
     model detects (music, alarm) are tuned within a raised budget; the model is not written."""
