@@ -132,6 +132,14 @@ When no setting of a class is eligible, ``--over-budget`` decides (the report sa
   now needs).
 
 A class without validation events keeps the model's values. The test split is refused.
+
+``--others DIR`` adds the files of a set of sounds of none of the labels that ``rttag data
+others --split validation`` wrote (from packages only the validation side uses) to the tuning
+split, without events: every ``on`` the model gives there counts as a false event of its class
+in every stage (event F1, segment F1, held-on files). The labelled validation files hold the ten
+labels' sounds only, so without it a class the model names on any unfamiliar sound (footsteps,
+door) gets the low threshold that serves its own events best. A set of test-side sounds is
+refused.
 """
 
 from __future__ import annotations

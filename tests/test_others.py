@@ -15,6 +15,7 @@ from rttag.dataset.mixer import SR, rms
 from rttag.dataset.others import (ACTIVE_SHARE, GAP_S, LEAD_S, MAX_S, OTHER, check_others,
                                   default_other_sources_tsv, level, listed_sources, play)
 from rttag.dataset.sources import Source, read_sources
+from rttag.dataset.splits import split_of
 from rttag.errors import RttagError
 from rttag.evaluate import Detection
 from rttag.false_alarms import Played, add_intervals, attribute, score
@@ -34,6 +35,16 @@ def test_the_bundled_list_holds_only_unlabelled_sounds_from_packages_never_train
     trained = {s.package for s in listed if s.split != "test"}
     assert trained and not {r.package for r in rows} & trained
     assert len({(r.package, r.path) for r in rows}) == len(rows)
+
+
+def test_the_bundled_validation_list_holds_only_packages_the_validation_side_uses():
+    rows = read_sources(default_other_sources_tsv("validation"))
+    listed = listed_sources()
+    check_others(rows, listed, "validation")  # raises on any bad row
+    assert len(rows) >= 50 and {r.label for r in rows} == {OTHER} and {r.split for r in rows} == {"validation"}
+    validation = {s.package for s in listed if split_of(s) == "validation"}
+    assert {r.package for r in rows} <= validation
+    assert not {r.package for r in rows} & {r.package for r in read_sources(default_other_sources_tsv())}
 
 
 def row(**kw) -> Source:
