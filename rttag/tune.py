@@ -149,6 +149,7 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -812,9 +813,13 @@ def warn_few_recordings(labels: Sequence[str], report: dict, recordings: dict) -
     return few
 
 
+OTHERS_PREFIX = "others/"
+"""Where :func:`with_others` puts the ``--others`` files among the tuning split's names."""
+
+
 def with_others(split: Split, data_dir: str, labels: Sequence[str]) -> Split:
     """``split`` plus the files of the ``rttag data others`` set in ``data_dir`` (no events; named
-    ``others/others_N.wav``); an error where ``data_dir`` is not such a set or its sounds come from
+    ``others/others_N.wav``, :data:`OTHERS_PREFIX`); an error where ``data_dir`` is not such a set or its sounds come from
     packages of the test side (``"split": "test"`` in ``others.json``): no smoother may be chosen
     on those."""
     from .dataset.others import SETTINGS_FILE, SPLIT
@@ -829,7 +834,16 @@ def with_others(split: Split, data_dir: str, labels: Sequence[str]) -> Split:
     if side != "validation":
         raise TuneError(f"--others {data_dir}: its sounds are from the {side} side; tune only on a set written "
                         "with 'rttag data others --split validation'")
-    return split.joined(load_split(data_dir, SPLIT, labels=labels), f"{SPLIT}/")
+    return split.joined(load_split(data_dir, SPLIT, labels=labels), OTHERS_PREFIX)
+
+
+def others_ons(split: Split, runs: dict, labels: Sequence[str], params: SmootherParams,
+               timing: FrameTiming) -> Counter:
+    """Per label, the ``on``s that ``params`` gives on the ``--others`` files of ``split`` (every
+    one a false event)."""
+    names = [n for n in split.paths if n.startswith(OTHERS_PREFIX)]
+    detections = smooth_runs({n: runs[n] for n in names}, labels, params, timing)
+    return Counter(d.label for dets in detections.values() for d in dets)
 
 
 def run(args) -> int:
@@ -852,7 +866,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     runs = run_model(model, split, info.smoother)
     log.info("model pass: %.0f s", time.perf_counter() - t0)
-    params, report, summary = choose(split, runs, info.labels, FrameTiming.of_frontend(info.frontend), info.smoother,
+    timing = FrameTiming.of_frontend(info.frontend)
+    params, report, summary = choose(split, runs, info.labels, timing, info.smoother,
                                      max_latency_s=args.max_latency, objective=args.objective,
                                      max_overall_latency_s=args.max_overall_latency,
                                      overall_quantile=args.overall_quantile, min_recall=args.min_recall,
@@ -867,6 +882,12 @@ def run(args) -> int:
           f"class's own best); median decision latency over all matched events {summary['overall_latency_s']:.3f} s"
           + (f", {summary['overall_within']:.3f} of them within {args.max_overall_latency:g} s"
              if summary["overall_within"] is not None else ""))
+    if args.others:
+        ons = others_ons(split, runs, info.labels, params, timing)
+        minutes = sum(d for n, d in split.durations.items() if n.startswith(OTHERS_PREFIX)) / 60.0
+        print(f"--others {args.others}: {sum(ons.values())} false on in {minutes:.1f} min of sounds of none of the "
+              "labels (counted in the figures above)"
+              + "".join(f"{', ' if k else ': '}{label} {n}" for k, (label, n) in enumerate(ons.most_common())))
     if args.dry_run:
         return 0
     write_smoother(src, dst, params)

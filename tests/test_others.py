@@ -229,12 +229,20 @@ def test_tune_counts_the_ons_on_a_validation_side_set_and_refuses_a_test_side_on
                          str(tmp_path / side / "cache"), "--files", "2", "--split", side)
         assert proc.returncode == 0, proc.stderr.decode()
         assert json.loads((sets[side] / "others.json").read_text())["split"] == side
+    tuned = tmp_path / "tuned.onnx"
     plain = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run")
-    joined = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--dry-run",
+    joined = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "-o", str(tuned),
                        "--others", str(sets["validation"]))
     assert plain.returncode == 0 and joined.returncode == 0, joined.stderr.decode()
     n = int(re.search(r"on validation: (\d+) files", plain.stderr.decode()).group(1))
     assert f"on validation: {n + 2} files" in joined.stderr.decode()
+    # the false ons it reports on the set are those the tuned model emits there
+    said = re.search(r"--others \S+: (\d+) false on in [\d.]+ min", joined.stdout.decode())
+    emitted = 0
+    for wav in sorted((sets["validation"] / "audio" / "others").glob("*.wav")):
+        proc = run_rttag("tag", "--model", str(tuned), str(wav))
+        emitted += sum(e["type"] == "on" for e in parse_events(proc.stdout))
+    assert said and int(said.group(1)) == emitted > 0
     for bad, message in ((sets["test"], "from the test side"), (tmp_path, "not a set written by 'rttag data others'")):
         proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--others", str(bad))
         err = proc.stderr.decode().strip().splitlines()

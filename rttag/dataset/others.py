@@ -13,6 +13,11 @@ crashes, engines) were left out. Every row comes from a package that no training
 row of any list uses (:func:`check_others`), so no model saw those packages in training or
 tuning.
 
+With ``--split validation`` the recordings come from ``other_validation_sources.tsv`` instead:
+packages that only the validation side uses (no train or test row), for ``rttag tune --others
+OUT``, which adds the set's files, without events, to the tuning split. ``others.json`` records
+the side, and the tuner refuses a test-side set.
+
 Output (``--out``)::
 
     audio/others/others_N.wav   16 kHz mono PCM16; each holds every recording once, in an order of
@@ -45,8 +50,8 @@ from .build import decode_all, progress_bar, write_attribution
 from .degrade import pink_noise
 from .mixer import SR, rms
 from .sources import Source, default_sources_tsv, fetch_and_unpack, read_sources
-from .splits import SPLITS, split_of
 from .sources import default_distractor_sources_tsv, default_extra_sources_tsv, default_validation_sources_tsv
+from .splits import SPLITS, split_of
 
 OTHER = "other"
 """The label of every row of ``other_sources.tsv``."""
@@ -186,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["filename", "onset", "offset", "event_label"])
         w.writerows([name, "", "", ""] for name in files)
-    settings = {"split": args.split, "seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db, "max_s": MAX_S,
-                "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "peak_gain_db": gains,
+    settings = {"split": args.split, "seed": args.seed, "level_dbfs": args.level_dbfs, "noise_db": args.noise_db,
+                "max_s": MAX_S, "gap_s": list(GAP_S), "lead_s": LEAD_S, "recordings": len(used), "peak_gain_db": gains,
                 "files": files}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
     write_attribution(out, {(s.package, s.path) for s in used}, {(s.package, s.path): s.licence for s in used}, cache)
