@@ -237,7 +237,7 @@ def test_tune_counts_the_ons_on_a_validation_side_set_and_refuses_a_test_side_on
     n = int(re.search(r"on validation: (\d+) files", plain.stderr.decode()).group(1))
     assert f"on validation: {n + 2} files" in joined.stderr.decode()
     # the false ons it reports on the set are those the tuned model emits there
-    said = re.search(r"--others \S+: (\d+) false on in [\d.]+ min", joined.stdout.decode())
+    said = re.search(r"--others \S+: (\d+) false on events in [\d.]+ min", joined.stdout.decode())
     emitted = 0
     for wav in sorted((sets["validation"] / "audio" / "others").glob("*.wav")):
         proc = run_rttag("tag", "--model", str(tuned), str(wav))
