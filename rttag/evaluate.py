@@ -1186,6 +1186,16 @@ def run_or_reuse(model, name: str, split: Split, passes: dict) -> tuple[dict[str
     return runs, {"pipeline_s": time.perf_counter() - t0}
 
 
+def model_detections(runs: dict[str, FileRun], info) -> dict[str, tuple[SmootherParams, dict]]:
+    """A model's two systems over its runs (``info``: its rttag.runtime.ModelInfo), as
+    :func:`silero_detections` gives silero-vad's: ``tuned``, the pipeline's own events with the
+    smoother of its metadata, and ``raw``, per-frame thresholding at the same on-thresholds
+    (``SmootherParams.raw``); each as ``(params, {file: detections})``."""
+    raw = SmootherParams.raw(info.smoother.on_threshold)
+    return {"tuned": (info.smoother, {n: r.detections for n, r in runs.items()}),
+            "raw": (raw, smooth_runs(runs, info.labels, raw, FrameTiming.of_frontend(info.frontend)))}
+
+
 def run(args) -> int:
     from .runtime import OnnxModel, model_file
 
@@ -1218,10 +1228,8 @@ def run(args) -> int:
         t1 = time.perf_counter()
         psds_figures = psds(split, probs, timing, info.labels, args.psds_resolution)
         walls[name]["psds_s"] = time.perf_counter() - t1
-        smoothed = {n: r.detections for n, r in runs.items()}
-        raw_params = SmootherParams.raw(info.smoother.on_threshold)
-        raw = smooth_runs(runs, info.labels, raw_params, timing)
-        for kind, dets, params in (("tuned", smoothed, info.smoother), ("raw", raw, raw_params)):
+        detections = model_detections(runs, info)
+        for kind, (params, dets) in detections.items():
             t2 = time.perf_counter()
             scores = score_system(split, dets, info.labels, psds_figures,
                                   wait_of=smoother_wait(params, info.labels, timing), levels=levels)
@@ -1231,7 +1239,7 @@ def run(args) -> int:
             log.info("%s/%s: event F1 %.3f, segment F1 %.3f", name, kind,
                      scores["event"]["micro_f1"] or 0.0, scores["segment"]["micro_f1"] or 0.0)
         rolls.append({"name": name, "labels": info.labels, "timing": timing, "probs": probs,
-                      "tuned": smoothed, "raw": raw})
+                      "tuned": detections["tuned"][1], "raw": detections["raw"][1]})
     if not args.no_silero:
         systems.update(_silero_systems(split, args, walls, rolls, levels))
     unit = args.bootstrap_unit

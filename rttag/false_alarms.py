@@ -170,9 +170,8 @@ def silero_systems(split, played: dict, threads: int) -> dict:
 def run(args, models: list, names: Sequence[str]) -> int:
     """``rttag eval --data OTHERS``: every model in ``models`` (rttag.runtime.OnnxModel, shown as
     ``names``) over the set, tuned and raw; the table on stdout, every figure in ``--json``."""
-    from .evaluate import FrameTiming, load_split, run_or_reuse, smooth_runs
+    from .evaluate import load_split, model_detections, run_or_reuse
     from .dataset.others import SPLIT
-    from .smoother import SmootherParams
 
     if args.split not in ("test", SPLIT):
         log.warning("%s is a set of sounds of none of the labels: scoring its '%s' files, not --split %s",
@@ -186,11 +185,8 @@ def run(args, models: list, names: Sequence[str]) -> int:
     played = read_played(args.data, list(split.paths))
     systems, passes = {}, {}
     for model, name in zip(models, names):
-        info = model.info
         runs, _ = run_or_reuse(model, name, split, passes)
-        raw_params = SmootherParams.raw(info.smoother.on_threshold)
-        raw = smooth_runs(runs, info.labels, raw_params, FrameTiming.of_frontend(info.frontend))
-        for kind, dets in (("tuned", {n: r.detections for n, r in runs.items()}), ("raw", raw)):
+        for kind, (_, dets) in model_detections(runs, model.info).items():
             systems[f"{name}/{kind}"] = {"system": name, "smoother": kind, "model": str(model.path),
                                          "scores": score(dets, played, split.minutes)}
             log.info("%s/%s: %.1f on/min", name, kind, systems[f"{name}/{kind}"]["scores"]["on_per_min"])
