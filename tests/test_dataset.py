@@ -105,6 +105,26 @@ def test_qt_resource_members_plain_and_compressed():
         _rcc_member(rcc, "a/z.ogg")
 
 
+@pytest.mark.parametrize("container", ["a.zip", "baseoa/pak0.pk3", "base.wz", "a.tar"])
+def test_archive_members_are_read_from_zip_containers(tmp_path, container):
+    """A row ``A!member`` reads the member of a zip archive, whatever the game named it (.pk3,
+    .wz); another container type is one clear error."""
+    import zipfile
+
+    from rttag.dataset.sources import read_bytes
+
+    archive = tmp_path / "pkgs" / "p" / container
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("sound/step1.wav", b"RIFF step")
+    src = Source("p", f"{container}!sound/step1.wav", "footsteps", "train", "GPL-2+", 0.1)
+    if container.endswith(".tar"):
+        with pytest.raises(SourceError, match="unknown container type"):
+            read_bytes(src, tmp_path)
+    else:
+        assert read_bytes(src, tmp_path) == b"RIFF step"
+
+
 def test_unavailable_package_is_one_clear_error(tmp_path):
     from rttag.dataset.sources import fetch_and_unpack
 

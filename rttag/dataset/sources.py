@@ -2,9 +2,10 @@
 
 Packages are fetched with ``apt-get download`` (never installed) into ``CACHE/debs`` and
 unpacked with ``dpkg -x`` into ``CACHE/pkgs/PACKAGE``. A row's ``path`` is a file inside
-the package, a member of a zip archive (``A.zip!member``) or of a Qt resource file
-(``A.rcc!member``). Decoded recordings (16 kHz mono float32, silence trimmed) are cached as
-``CACHE/decoded/<key>.npy`` so a second build reads nothing else.
+the package, a member of a zip archive (``A.zip!member``; Quake-engine ``.pk3`` and Warzone
+2100 ``.wz`` archives are zip files too) or of a Qt resource file (``A.rcc!member``). Decoded
+recordings (16 kHz mono float32, silence trimmed) are cached as ``CACHE/decoded/<key>.npy``
+so a second build reads nothing else.
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ def _rcc_member(rcc: bytes, member: str) -> bytes:
     return blob
 
 
+ZIP_SUFFIXES = (".zip", ".pk3", ".wz")  # containers read as zip archives
+
+
 def read_bytes(src: Source, cache: Path) -> bytes:
     """The encoded audio of ``src`` from the unpacked package."""
     root = cache / "pkgs" / src.package
@@ -171,7 +175,7 @@ def read_bytes(src: Source, cache: Path) -> bytes:
         raise SourceError(f"{src.package}: {container} not in the package")
     if not member:
         return path.read_bytes()
-    if container.endswith(".zip"):
+    if container.endswith(ZIP_SUFFIXES):
         with zipfile.ZipFile(path) as z:
             return z.read(member)
     if container.endswith(".rcc"):
