@@ -55,17 +55,16 @@ def is_others_set(data_dir: str | Path) -> bool:
 
 def read_played(data_dir: str | Path, names: Sequence[str]) -> dict[str, list[Played]]:
     """The sounds of each file of ``names`` from ``DIR/others.json``, in time order; an error
-    (rttag.evaluate.EvalError) where the file is unreadable or lacks one of ``names``."""
-    from .dataset.others import SETTINGS_FILE
-    from .evaluate import EvalError
+    (rttag.dataset.others.OthersSetError) where the file is unreadable or lacks one of ``names``."""
+    from .dataset.others import SETTINGS_FILE, OthersSetError, read_settings
 
-    path = Path(data_dir) / SETTINGS_FILE
+    settings = read_settings(data_dir)
     try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        files = settings["files"]
         played = {name: sorted((Played(float(s["onset"]), float(s["offset"]), f"{s['package']}:{s['path']}")
                                 for s in files[name]), key=lambda p: p.onset) for name in names}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EvalError(f"{path}: cannot read the sounds played ({exc!r})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OthersSetError(f"{Path(data_dir) / SETTINGS_FILE}: cannot read the sounds played ({exc!r})") from None
     return played
 
 

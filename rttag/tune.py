@@ -826,15 +826,12 @@ def with_others(split: Split, data_dir: str, labels: Sequence[str]) -> Split:
     set or its sounds come from packages of the test side (``"split": "test"`` in
     ``others.json``, or no side, as sets written before the sixty-eighth session): no smoother
     may be chosen on those."""
-    from .dataset.others import SETTINGS_FILE, SPLIT
-    from .false_alarms import is_others_set
+    from .dataset.others import SPLIT, OthersSetError, read_settings
 
-    if not is_others_set(data_dir):
-        raise TuneError(f"--others {data_dir}: not a set written by 'rttag data others' (no {SETTINGS_FILE})")
     try:
-        side = json.loads((Path(data_dir) / SETTINGS_FILE).read_text(encoding="utf-8")).get("split", "test")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise TuneError(f"--others {data_dir}: cannot read {SETTINGS_FILE} ({exc})") from None
+        side = read_settings(data_dir).get("split", "test")
+    except OthersSetError as exc:
+        raise TuneError(f"--others {exc}") from None
     if side != "validation":
         raise TuneError(f"--others {data_dir}: its sounds are from the {side} side; tune only on a set written "
                         "with 'rttag data others --split validation'")

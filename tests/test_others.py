@@ -60,7 +60,7 @@ LISTS = [row(package="trained-pkg", label="dog", split="train"),
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(label="dog"), "label is not 'other'"),
+    (dict(label="dog"), "unknown label 'dog'"),
     (dict(split="train"), "split is not test"),
     (dict(licence=" "), "no licence"),
     (dict(package="trained-pkg"), "package has train or validation rows"),
@@ -220,8 +220,8 @@ def test_eval_on_a_set_whose_sounds_list_lacks_a_file_is_one_error_line(tmp_path
 
 def test_tune_counts_the_ons_on_a_validation_side_set_and_refuses_a_test_side_one(tmp_path, model_path):
     """``rttag tune --others``: the set's files join the tuning split (the log counts them) and the
-    model is written as without it; a set of test-side sounds, or a folder that is no set, is one
-    error line before the model runs."""
+    model is written as without it; a set of test-side sounds, a folder that is no set, or one whose
+    ``others.json`` is cut short, is one error line before the model runs."""
     dataset, sets = write_burst_dataset(tmp_path / "data", {"validation": (1, 2)}), {}
     for side in ("validation", "test"):
         tsv, sets[side] = write_sounds(tmp_path / side, side), tmp_path / side / "set"
@@ -243,7 +243,11 @@ def test_tune_counts_the_ons_on_a_validation_side_set_and_refuses_a_test_side_on
         proc = run_rttag("tag", "--model", str(tuned), str(wav))
         emitted += sum(e["type"] == "on" for e in parse_events(proc.stdout))
     assert said and int(said.group(1)) == emitted > 0
-    for bad, message in ((sets["test"], "from the test side"), (tmp_path, "not a set written by 'rttag data others'")):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "others.json").write_text('{"split": "validation", ')
+    for bad, message in ((sets["test"], "from the test side"), (tmp_path, "not a set written by 'rttag data others'"),
+                         (corrupt, "others.json: cannot read it")):
         proc = run_rttag("tune", "--model", str(model_path), "--data", str(dataset), "--others", str(bad))
         err = proc.stderr.decode().strip().splitlines()
         assert proc.returncode != 0 and len(err) == 1 and message in err[0], err

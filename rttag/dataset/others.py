@@ -49,9 +49,9 @@ from ..errors import RttagError
 from .build import decode_all, progress_bar, write_attribution
 from .degrade import pink_noise
 from .mixer import SR, rms
-from .sources import Source, default_sources_tsv, fetch_and_unpack, read_sources
+from .sources import Source, SourceError, default_sources_tsv, fetch_and_unpack, read_sources
 from .sources import default_distractor_sources_tsv, default_extra_sources_tsv, default_validation_sources_tsv
-from .splits import SPLITS, split_of
+from .splits import SPLITS, row_problem, split_of
 
 OTHER = "other"
 """The label of every row of ``other_sources.tsv``."""
@@ -79,9 +79,28 @@ def default_other_sources_tsv(split: str = "test") -> Path:
     return Path(__file__).resolve().parent / name
 
 
+class OthersSetError(RttagError):
+    """A folder given as a ``rttag data others`` set that is none, or whose ``others.json`` is unreadable."""
+
+
+def read_settings(data_dir: str | Path) -> dict:
+    """``DIR/others.json`` as :func:`run` writes it (the settings, ``split``, and per file its sounds
+    under ``files``); :class:`OthersSetError` where ``DIR`` holds none, or it is not a JSON object."""
+    path = Path(data_dir) / SETTINGS_FILE
+    if not path.is_file():
+        raise OthersSetError(f"{data_dir}: not a set written by 'rttag data others' (no {SETTINGS_FILE})")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OthersSetError(f"{path}: cannot read it ({exc})") from None
+    if not isinstance(settings, dict):
+        raise OthersSetError(f"{path}: not a JSON object")
+    return settings
+
+
 def check_others(rows: list[Source], lists: list[Source], split: str = "test") -> None:
-    """Refuse (one error) a row that is not labelled ``other``, is not of ``split``, has no
-    licence, repeats a file of ``lists`` or of an earlier row, or comes from a package that
+    """Refuse (one ``SourceError``) a row that is not of ``split``, is not labelled ``other``, has no
+    licence (:func:`rttag.dataset.splits.row_problem`), repeats a file of ``lists`` or of an earlier row, or comes from a package that
     another side uses. ``lists``: the vetted list and rttag's own, each row on the side
     :func:`rttag.dataset.splits.split_of` gives it (distractor rows are training rows). A ``test``
     row's package must have no training or validation rows; a ``validation`` row's no training
@@ -89,13 +108,11 @@ def check_others(rows: list[Source], lists: list[Source], split: str = "test") -
     other_sides = {s.package for s in lists if split_of(s) != split}
     seen = {(s.package, s.path) for s in lists}
     for s in rows:
-        problem = (f"label is not {OTHER!r}" if s.label != OTHER else
-                   f"split is not {split}" if s.split != split else
-                   "no licence" if not s.licence.strip() else
-                   f"package has {' or '.join(x for x in SPLITS if x != split)} rows" if s.package in other_sides else
-                   "file repeats a listed one" if (s.package, s.path) in seen else None)
+        problem = row_problem(s, split, {OTHER}) or (
+            f"package has {' or '.join(x for x in SPLITS if x != split)} rows" if s.package in other_sides else
+            "file repeats a listed one" if (s.package, s.path) in seen else None)
         if problem:
-            raise RttagError(f"other sources: {s.package}:{s.path}: {problem}")
+            raise SourceError(f"other sources: {s.package}:{s.path}: {problem}")
         seen.add((s.package, s.path))
 
 

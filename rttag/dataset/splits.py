@@ -52,9 +52,9 @@ def assign(sources: list[Source]) -> dict[str, dict[str, list[Source]]]:
             for s, d in out.items()}
 
 
-def _row_problem(s: Source, split: str, labels: set[str]) -> str | None:
-    """What makes a row of one of rttag's own lists unusable on its own (wrong split, unknown
-    label, no licence), or None."""
+def row_problem(s: Source, split: str, labels: set[str]) -> str | None:
+    """What makes a row of one of rttag's own lists unusable on its own (its split is not ``split``,
+    its label not in ``labels``, it has no licence), or None."""
     return ("split is not " + split if s.split != split else
             f"unknown label {s.label!r}" if s.label not in labels else
             "no licence" if not s.licence.strip() else None)
@@ -67,7 +67,7 @@ def _check_train_only(rows: list[Source], others: list[Source], labels: set[str]
     test_packages = {s.package for s in others if s.split == "test"}
     known = {(s.package, s.path) for s in others}
     for s in rows:
-        why = _row_problem(s, "train", labels) or (
+        why = row_problem(s, "train", labels) or (
             "package feeds the test split" if s.package in test_packages else
             "package feeds the validation split of this label" if s.package in VALIDATION_PACKAGES.get(s.label, ())
             else f"already in {others_are}" if (s.package, s.path) in known else None)
@@ -89,7 +89,7 @@ def check_validation(rows: list[Source], others: list[Source], labels: set[str])
     exactly what the other lists make them."""
     used = {s.package for s in others}
     for s in rows:
-        why = _row_problem(s, "validation", labels) or (
+        why = row_problem(s, "validation", labels) or (
             "package is used by the other source lists" if s.package in used else None)
         if why:
             raise SourceError(f"validation source {s.package}:{s.path}: {why}")
