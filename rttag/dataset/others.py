@@ -99,12 +99,12 @@ def read_settings(data_dir: str | Path) -> dict:
 
 
 def check_others(rows: list[Source], lists: list[Source], split: str = "test") -> None:
-    """Refuse (one ``SourceError``) a row that is not of ``split``, is not labelled ``other``, has no
-    licence (:func:`rttag.dataset.splits.row_problem`), repeats a file of ``lists`` or of an earlier row, or comes from a package that
-    another side uses. ``lists``: the vetted list and rttag's own, each row on the side
-    :func:`rttag.dataset.splits.split_of` gives it (distractor rows are training rows). A ``test``
-    row's package must have no training or validation rows; a ``validation`` row's no training
-    or test rows."""
+    """Refuse (one ``SourceError``) a row that is not of ``split``, is not labelled ``other``, has
+    no licence (:func:`rttag.dataset.splits.row_problem`), repeats a file of ``lists`` or of an
+    earlier row, or comes from a package that another side uses. ``lists``: the vetted list and
+    rttag's own, each row on the side :func:`rttag.dataset.splits.split_of` gives it (distractor
+    rows are training rows). A ``test`` row's package must have no training or validation rows; a
+    ``validation`` row's no training or test rows."""
     other_sides = {s.package for s in lists if split_of(s) != split}
     seen = {(s.package, s.path) for s in lists}
     for s in rows:
