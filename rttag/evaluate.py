@@ -1197,6 +1197,7 @@ def model_detections(runs: dict[str, FileRun], info) -> dict[str, tuple[Smoother
 
 
 def run(args) -> int:
+    from .dataset.others import is_others_set
     from .runtime import OnnxModel, model_file
 
     if args.roll_seconds <= 0 or args.psds_resolution < 0 or args.bootstrap < 0:
@@ -1208,7 +1209,7 @@ def run(args) -> int:
         raise EvalError(f"--models names {repeated[0]} more than once")
     models = [OnnxModel(p, providers=args.providers, threads=args.threads) for p in paths]
     shown = system_names([m.info.name for m in models], paths)
-    if false_alarms.is_others_set(args.data):
+    if is_others_set(args.data):
         return false_alarms.run(args, models, shown)
     split = load_split(args.data, args.split, labels=models[0].info.labels if models else None)
     log.info("%s: %d files, %.1f min, %d reference events", split.name, len(split.paths), split.minutes,

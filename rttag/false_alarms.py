@@ -46,13 +46,6 @@ class Played:
     recording: str
 
 
-def is_others_set(data_dir: str | Path) -> bool:
-    """Whether ``data_dir`` is a ``rttag data others`` set (it holds ``others.json``)."""
-    from .dataset.others import SETTINGS_FILE
-
-    return (Path(data_dir) / SETTINGS_FILE).is_file()
-
-
 def read_played(data_dir: str | Path, names: Sequence[str]) -> dict[str, list[Played]]:
     """The sounds of each file of ``names`` from ``DIR/others.json``, in time order; an error
     (rttag.dataset.others.OthersSetError) where the file is unreadable or lacks one of ``names``."""

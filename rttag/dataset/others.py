@@ -83,11 +83,16 @@ class OthersSetError(RttagError):
     """A folder given as a ``rttag data others`` set that is none, or whose ``others.json`` is unreadable."""
 
 
+def is_others_set(data_dir: str | Path) -> bool:
+    """Whether ``data_dir`` is a set :func:`run` wrote (it holds ``others.json``)."""
+    return (Path(data_dir) / SETTINGS_FILE).is_file()
+
+
 def read_settings(data_dir: str | Path) -> dict:
     """``DIR/others.json`` as :func:`run` writes it (the settings, ``split``, and per file its sounds
     under ``files``); :class:`OthersSetError` where ``DIR`` holds none, or it is not a JSON object."""
     path = Path(data_dir) / SETTINGS_FILE
-    if not path.is_file():
+    if not is_others_set(data_dir):
         raise OthersSetError(f"{data_dir}: not a set written by 'rttag data others' (no {SETTINGS_FILE})")
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
